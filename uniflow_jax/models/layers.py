@@ -1,0 +1,241 @@
+"""Building blocks shared by the networks: annotated linear/norm/conv layers, attention, RoPE, adaLN.
+
+Every parameter is created with two pieces of metadata:
+* ``axes``  — its logical axis names (mapped to the mesh by ``parallel``);
+* ``torch`` — the layout of the matching PyTorch tensor (``linear``, ``conv``, ``conv_transpose`` or
+  ``plain``), so that ``weights.torch_import`` can load original checkpoints without per-layer code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from uniflow_jax import parallel
+
+Initializer = nnx.initializers.Initializer
+
+xavier_uniform = nnx.initializers.xavier_uniform()
+zeros = nnx.initializers.zeros_init()
+ones = nnx.initializers.ones_init()
+
+
+def init_with_axes(init: Initializer, axes: tuple[str | None, ...], torch: str = "plain") -> Initializer:
+    """Attaches logical axes and the PyTorch layout tag to an initializer."""
+    return nnx.with_metadata(init, axes=axes, torch=torch)
+
+
+class Buffer(nnx.Variable):
+    """Non-trainable state that the original checkpoints store next to the weights (e.g. RoPE frequencies)."""
+
+
+class Linear(nnx.Linear):
+    """``nnx.Linear`` whose kernel (in, out) and bias carry logical axes; loads torch (out, in) weights."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        axes: tuple[str | None, str | None],
+        *,
+        use_bias: bool = True,
+        kernel_init: Initializer = xavier_uniform,
+        bias_init: Initializer = zeros,
+        dtype: jnp.dtype | None = None,
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(
+            in_features,
+            out_features,
+            use_bias=use_bias,
+            kernel_init=init_with_axes(kernel_init, axes, "linear"),
+            bias_init=init_with_axes(bias_init, axes[1:]),
+            dtype=dtype,
+            rngs=rngs,
+        )
+
+
+class LayerNorm(nnx.LayerNorm):
+    """Affine LayerNorm over the last axis (PyTorch defaults: eps 1e-5), statistics in float32."""
+
+    def __init__(self, dim: int, axis_name: str | None, *, eps: float = 1e-5, rngs: nnx.Rngs):
+        super().__init__(
+            dim,
+            epsilon=eps,
+            scale_init=init_with_axes(ones, (axis_name,)),
+            bias_init=init_with_axes(zeros, (axis_name,)),
+            rngs=rngs,
+        )
+
+
+def conv1d(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+) -> jax.Array:
+    """PyTorch ``Conv1d`` on channels-last input: kernel (k, in, out), symmetric zero padding."""
+    y = jax.lax.conv_general_dilated(
+        x,
+        kernel.astype(x.dtype),
+        window_strides=(stride,),
+        padding=((padding, padding),),
+        rhs_dilation=(dilation,),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+    )
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
+def conv_transpose1d(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *, stride: int, padding: int
+) -> jax.Array:
+    """PyTorch ``ConvTranspose1d`` on channels-last input; kernel (k, in, out), unflipped as torch stores it.
+
+    Output length (T − 1)·stride + k − 2·padding, exactly as PyTorch (no output_padding).
+    """
+    k = kernel.shape[0]
+    y = jax.lax.conv_general_dilated(
+        x,
+        jnp.flip(kernel, axis=0).astype(x.dtype),
+        window_strides=(1,),
+        padding=((k - 1 - padding, k - 1 - padding),),
+        lhs_dilation=(stride,),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+    )
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
+class Conv1d(nnx.Module):
+    """PyTorch-compatible Conv1d (channels-last activations, kernel stored as (k, in, out))."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        axes: tuple[str | None, str | None],
+        *,
+        padding: int = 0,
+        kernel_init: Initializer = xavier_uniform,
+        dtype: jnp.dtype | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self.padding = padding
+        self.dtype = dtype
+        kinit = init_with_axes(kernel_init, ("kernel", *axes), "conv")
+        self.kernel = nnx.Param(kinit(rngs.params(), (kernel_size, in_channels, out_channels)))
+        self.bias = nnx.Param(init_with_axes(zeros, axes[1:])(rngs.params(), (out_channels,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(self.dtype) if self.dtype is not None else x
+        return conv1d(x, self.kernel[...], self.bias[...], padding=self.padding)
+
+
+def sinusoidal_timestep_embedding(t: jax.Array, dim: int = 256, max_period: float = 10000.0) -> jax.Array:
+    """The original's timestep embedding: frequencies exp(−ln(max_period)·i/half), **cos half first**."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = t.astype(jnp.float32)[:, None] * freqs[None]
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+def rope_inv_freq(head_dim: int, base: float = 10000.0) -> jax.Array:
+    return 1.0 / (base ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+
+
+def apply_rope(x: jax.Array, inv_freq: jax.Array) -> jax.Array:
+    """Rotary embedding, rotate-half layout, positions 0..T−1, computed in float32. x: (B, T, H, Dh)."""
+    positions = jnp.arange(x.shape[1], dtype=jnp.float32)
+    freqs = positions[:, None] * inv_freq[None, :]
+    angles = jnp.concatenate([freqs, freqs], axis=-1)[None, :, None, :]
+    xf = x.astype(jnp.float32)
+    x1, x2 = jnp.split(xf, 2, axis=-1)
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    return (xf * jnp.cos(angles) + rotated * jnp.sin(angles)).astype(x.dtype)
+
+
+def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None) -> jax.Array:
+    """Scaled dot-product attention over (B, T, H, Dh); ``key_mask`` (B, S) hides padded keys only.
+
+    ``jax.nn.dot_product_attention`` picks the fused kernel of the backend (cuDNN flash attention on GPU
+    for supported shapes, XLA elsewhere).
+    """
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    return jax.nn.dot_product_attention(q, k, v, mask=mask)
+
+
+class Attention(nnx.Module):
+    """Multi-head attention with LayerNorm on q and k (shared over heads, before RoPE) and no qkv bias.
+
+    Self-attention applies RoPE (``rope=True``); cross-attention does not.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        rope: bool,
+        zero_out: bool = False,
+        dtype: jnp.dtype | None = None,
+        rngs: nnx.Rngs,
+    ):
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.to_q = Linear(dim, dim, ("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
+        self.to_k = Linear(dim, dim, ("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
+        self.to_v = Linear(dim, dim, ("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
+        self.norm_q = LayerNorm(head_dim, "kv", rngs=rngs)
+        self.norm_k = LayerNorm(head_dim, "kv", rngs=rngs)
+        out_init = zeros if zero_out else xavier_uniform
+        self.proj = Linear(dim, dim, ("heads", "embed"), kernel_init=out_init, dtype=dtype, rngs=rngs)
+        if rope:
+            self.rotary = Rotary(head_dim)
+
+    def __call__(self, x: jax.Array, context: jax.Array, key_mask: jax.Array | None) -> jax.Array:
+        b, t, d = x.shape
+        heads = (self.num_heads, d // self.num_heads)
+        q = self.norm_q(self.to_q(x).reshape(b, t, *heads))
+        k = self.norm_k(self.to_k(context).reshape(b, context.shape[1], *heads))
+        v = self.to_v(context).reshape(b, context.shape[1], *heads)
+        if hasattr(self, "rotary"):
+            q, k = self.rotary(q), self.rotary(k)
+        q = parallel.constrain(q, ("batch", "length", "heads", "kv"))
+        out = masked_attention(q, k.astype(q.dtype), v, key_mask)
+        return self.proj(out.reshape(b, t, d))
+
+
+class Rotary(nnx.Module):
+    """Holds RoPE's inverse frequencies as a buffer, as the original checkpoints do."""
+
+    def __init__(self, head_dim: int):
+        self.inv_freq = Buffer(rope_inv_freq(head_dim), axes=("kv",), torch="plain")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return apply_rope(x, self.inv_freq[...])
+
+
+class GEGLUFeedForward(nnx.Module):
+    """Linear(D→2H) → value·GELU(gate) (exact erf) → Linear(H→D)."""
+
+    def __init__(self, dim: int, hidden: int, *, dtype: jnp.dtype | None = None, rngs: nnx.Rngs):
+        self.proj_in = Linear(dim, 2 * hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs)
+        self.proj_out = Linear(hidden, dim, ("mlp", "embed"), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        value, gate = jnp.split(self.proj_in(x), 2, axis=-1)
+        h = parallel.constrain(value * jax.nn.gelu(gate, approximate=False), ("batch", "length", "mlp"))
+        return self.proj_out(h)
+
+
+def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
+    """adaLN / FiLM modulation x·(1 + scale) + shift, with (B, D) shift and scale."""
+    return x * (1 + scale[:, None, :]) + shift[:, None, :]

@@ -1,0 +1,182 @@
+"""The Oobleck waveform VAE (upstream ``StableVAE``): 24 kHz mono ↔ 128-channel latents at 50 frames/s.
+
+The module tree mirrors the original's ``nn.Sequential`` nesting (``encoder.layers.1.layers.0...``) so that
+original checkpoints load by name. Convolutions keep their weight-norm parametrisation (``weight_g``,
+``weight_v``) — the form the released checkpoint has and the one the VAE is trained in; the folded weight
+g·v/‖v‖ is formed inside the jitted forward, where XLA computes it once per call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from uniflow_jax.models import layers
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    channels: int = 128
+    c_mults: tuple[int, ...] = (1, 2, 4, 8)
+    strides: tuple[int, ...] = (2, 4, 6, 10)
+    latent_dim: int = 128
+    io_channels: int = 1
+    sample_rate: int = 24000
+    dtype: str = "float32"
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.strides)
+
+
+def _torch_default_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """PyTorch's default conv init: U(±1/√fan_in), fan_in = k·in for a (k, in, out) kernel."""
+    bound = 1.0 / math.sqrt(shape[0] * shape[1])
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class WNConv1d(nnx.Module):
+    """Weight-normalised Conv1d (or ConvTranspose1d with ``transpose=True``), PyTorch padding semantics.
+
+    ``weight_v`` is stored (k, in, out); the norm runs over every axis but the original's dim 0, i.e. the
+    output channel for a convolution and the **input** channel for a transposed convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        use_bias: bool = True,
+        transpose: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        self.stride, self.padding, self.dilation, self.transpose = stride, padding, dilation, transpose
+        layout = "conv_transpose" if transpose else "conv"
+        v = layers.init_with_axes(_torch_default_init, ("kernel", "channels", "channels"), layout)
+        self.weight_v = nnx.Param(v(rngs.params(), (kernel_size, in_channels, out_channels)))
+        self.norm_axes = (0, 2) if transpose else (0, 1)
+        g = jnp.sqrt(jnp.sum(jnp.square(self.weight_v[...]), axis=self.norm_axes))
+        self.weight_g = nnx.Param(g, axes=("channels",), torch="plain")
+        if use_bias:
+            self.bias = nnx.Param(jnp.zeros((out_channels,)), axes=("channels",), torch="plain")
+
+    def kernel(self) -> jax.Array:
+        v = self.weight_v[...]
+        norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=self.norm_axes, keepdims=True))
+        g = self.weight_g[...]
+        g = g[None, :, None] if self.transpose else g[None, None, :]
+        return v * (g / norm)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        bias = self.bias[...] if hasattr(self, "bias") else None
+        if self.transpose:
+            return layers.conv_transpose1d(x, self.kernel(), bias, stride=self.stride, padding=self.padding)
+        return layers.conv1d(
+            x, self.kernel(), bias, stride=self.stride, padding=self.padding, dilation=self.dilation
+        )
+
+
+class SnakeBeta(nnx.Module):
+    """x + sin²(x·e^α) / (e^β + 1e-9), per channel, log-scale parameters initialised to 0."""
+
+    def __init__(self, channels: int):
+        self.alpha = nnx.Param(jnp.zeros((channels,)), axes=("channels",), torch="plain")
+        self.beta = nnx.Param(jnp.zeros((channels,)), axes=("channels",), torch="plain")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        alpha = jnp.exp(self.alpha[...]).astype(x.dtype)
+        beta = jnp.exp(self.beta[...]).astype(x.dtype)
+        return x + jnp.square(jnp.sin(x * alpha)) / (beta + 1e-9)
+
+
+class Sequential(nnx.Module):
+    """Applies ``layers`` in order; named ``layers`` like the original's containers."""
+
+    def __init__(self, *modules: nnx.Module):
+        self.layers = nnx.List(modules)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for module in self.layers:
+            x = module(x)
+        return x
+
+
+class ResidualUnit(Sequential):
+    """SnakeBeta → conv k7 (dilation d) → SnakeBeta → conv k1, plus the input."""
+
+    def __init__(self, channels: int, dilation: int, *, rngs: nnx.Rngs):
+        super().__init__(
+            SnakeBeta(channels),
+            WNConv1d(channels, channels, 7, dilation=dilation, padding=3 * dilation, rngs=rngs),
+            SnakeBeta(channels),
+            WNConv1d(channels, channels, 1, rngs=rngs),
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x + super().__call__(x)
+
+
+def _encoder_block(cin: int, cout: int, stride: int, rngs: nnx.Rngs) -> Sequential:
+    return Sequential(
+        *(ResidualUnit(cin, d, rngs=rngs) for d in (1, 3, 9)),
+        SnakeBeta(cin),
+        WNConv1d(cin, cout, 2 * stride, stride=stride, padding=math.ceil(stride / 2), rngs=rngs),
+    )
+
+
+def _decoder_block(cin: int, cout: int, stride: int, rngs: nnx.Rngs) -> Sequential:
+    return Sequential(
+        SnakeBeta(cin),
+        WNConv1d(cin, cout, 2 * stride, stride=stride, padding=math.ceil(stride / 2), transpose=True, rngs=rngs),
+        *(ResidualUnit(cout, d, rngs=rngs) for d in (1, 3, 9)),
+    )
+
+
+class VAE(nnx.Module):
+    """Waveform (B, L) ↔ latent (B, L/hop, latent_dim); channels-last latents."""
+
+    def __init__(self, cfg: VAEConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        c = cfg.channels
+        widths = [c * m for m in (1, *cfg.c_mults)]
+        self.encoder = Sequential(
+            WNConv1d(cfg.io_channels, c, 7, padding=3, rngs=rngs),
+            *(_encoder_block(widths[i], widths[i + 1], s, rngs) for i, s in enumerate(cfg.strides)),
+            SnakeBeta(widths[-1]),
+            WNConv1d(widths[-1], 2 * cfg.latent_dim, 3, padding=1, rngs=rngs),
+        )
+        up = list(reversed(list(enumerate(cfg.strides))))
+        self.decoder = Sequential(
+            WNConv1d(cfg.latent_dim, widths[-1], 7, padding=3, rngs=rngs),
+            *(_decoder_block(widths[i + 1], widths[i], s, rngs) for i, s in up),
+            SnakeBeta(c),
+            WNConv1d(c, cfg.io_channels, 7, padding=3, use_bias=False, rngs=rngs),
+        )
+
+    def encode_moments(self, waveform: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Posterior mean and std (B, T, latent); std = softplus(scale) + 1e-4."""
+        h = self.encoder(waveform[..., None].astype(jnp.dtype(self.cfg.dtype))).astype(jnp.float32)
+        mean, scale = jnp.split(h, 2, axis=-1)
+        return mean, jax.nn.softplus(scale) + 1e-4
+
+    def encode(self, waveform: jax.Array, key: jax.Array) -> jax.Array:
+        """A posterior sample z = mean + std·ε (the original always samples)."""
+        mean, std = self.encode_moments(waveform)
+        return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
+
+    def decode(self, latent: jax.Array) -> jax.Array:
+        """Latent (B, T, latent) → waveform (B, T·hop)."""
+        return self.decoder(latent.astype(jnp.dtype(self.cfg.dtype)))[..., 0].astype(jnp.float32)
+
+    def latent_mask(self, waveform_lengths: jax.Array, num_frames: int) -> jax.Array:
+        """Valid latent frames of a padded batch: frame < length // hop."""
+        return jnp.arange(num_frames)[None, :] < (waveform_lengths // self.cfg.hop_length)[:, None]

@@ -1,0 +1,109 @@
+"""Load PyTorch state dicts (original parameter names) into our nnx modules, without torch.
+
+Our parameters carry their PyTorch layout as metadata (see ``models.layers``), so one generic routine
+serves every module: it derives each parameter's original name from its path (plus a small per-model
+rename table), converts the layout, stacks the per-layer tensors of scanned stacks, and reports every
+missing, unexpected or mis-shaped key at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from flax import nnx
+from safetensors.numpy import load_file
+
+_LAYOUTS = {
+    "linear": lambda t: t.T,  # (out, in) -> (in, out)
+    "conv": lambda t: t.transpose(2, 1, 0),  # (out, in, k) -> (k, in, out)
+    "conv_transpose": lambda t: t.transpose(2, 0, 1),  # (in, out, k) -> (k, in, out)
+    "plain": lambda t: t,
+}
+_LEAF_NAMES = {"kernel": "weight", "scale": "weight"}
+
+
+class WeightLoadError(ValueError):
+    """Raised with the complete list of problems when a state dict does not fit a module."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NameMap:
+    """How our parameter paths relate to the original names of one model.
+
+    ``renames``: (regex, replacement) pairs applied to our dotted path, in order.
+    ``stacked``: our path prefixes of scanned stacks; the layer index is inserted after them.
+    ``prefix``: prepended to every original name (e.g. ``"backbone."``).
+    """
+
+    renames: Sequence[tuple[str, str]] = ()
+    stacked: Sequence[str] = ()
+    prefix: str = ""
+
+    def original_name(self, path: tuple, layer: int | None = None) -> str:
+        parts = [str(p) for p in path]
+        parts[-1] = _LEAF_NAMES.get(parts[-1], parts[-1])
+        name = ".".join(parts)
+        if layer is not None:
+            stack = next(s for s in self.stacked if name.startswith(s + "."))
+            name = f"{stack}.{layer}{name[len(stack):]}"
+        for pattern, replacement in self.renames:
+            name = re.sub(pattern, replacement, name)
+        return self.prefix + name
+
+
+def _variables(state: nnx.State) -> list[tuple[tuple, nnx.Variable]]:
+    return list(nnx.to_flat_state(state))
+
+
+def import_state(
+    target: nnx.State, tensors: Mapping[str, np.ndarray], names: NameMap, *, strict: bool = True
+) -> nnx.State:
+    """Returns ``target`` (abstract or concrete) filled with ``tensors`` converted to our layouts.
+
+    With ``strict``, original keys under ``names.prefix`` that no parameter consumed are errors.
+    """
+    problems: list[str] = []
+    used: set[str] = set()
+    flat = []
+    for path, var in _variables(target):
+        layout = var.get_metadata().get("torch", "plain")
+        stacked = bool(var.get_metadata().get("axes")) and var.get_metadata()["axes"][0] == "layers"
+        layer_ids = range(var.shape[0]) if stacked else [None]
+        shape = var.shape[1:] if stacked else var.shape
+        values = []
+        for layer in layer_ids:
+            key = names.original_name(path, layer)
+            if key not in tensors:
+                problems.append(f"missing: {key} (for {'/'.join(map(str, path))}, shape {tuple(shape)})")
+                continue
+            used.add(key)
+            array = np.asarray(tensors[key])
+            converted = _LAYOUTS[layout](array)
+            if converted.shape != tuple(shape):
+                if layout == "plain" and converted.size == int(np.prod(shape)):
+                    converted = converted.reshape(shape)
+                else:
+                    problems.append(f"shape mismatch: {key} has {array.shape}, expected {tuple(shape)} ({layout})")
+                    continue
+            values.append(converted.astype(var.dtype))
+        if len(values) == len(layer_ids):
+            flat.append((path, var.replace(np.stack(values) if stacked else values[0])))
+    if strict:
+        extra = sorted(k for k in tensors if k.startswith(names.prefix) and k not in used)
+        problems.extend(f"unexpected: {k} {tuple(np.shape(tensors[k]))}" for k in extra)
+    if problems:
+        raise WeightLoadError(f"{len(problems)} problem(s) loading weights:\n  " + "\n  ".join(problems))
+    return nnx.from_flat_state(flat)
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """Reads a safetensors file as numpy arrays (no torch needed)."""
+    return load_file(path)
+
+
+def load_into(module: nnx.Module, tensors: Mapping[str, np.ndarray], names: NameMap, **kwargs) -> None:
+    """Loads ``tensors`` into ``module`` in place."""
+    nnx.update(module, import_state(nnx.state(module), tensors, names, **kwargs))
