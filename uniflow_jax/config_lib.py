@@ -1,0 +1,70 @@
+"""The shape of every experiment config, and the model sizes of UniFlow-Audio v1.
+
+Each file in ``configs/`` is a ``get_config()`` that starts from :func:`base_config` and changes a few
+fields; modules receive typed dataclasses built here (:func:`dit_config`, :func:`vae_config`), never the
+ConfigDict itself.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from uniflow_jax import parallel
+from uniflow_jax.models.dit import DiTConfig
+from uniflow_jax.models.vae import VAEConfig
+
+# Backbone sizes of the released v1 models (upstream flow_matching_{small,base,large}.yaml) and a tiny one.
+DIT_SIZES = {
+    "tiny": dict(embed_dim=64, depth=4, num_heads=4),
+    "small": dict(embed_dim=768, depth=16, num_heads=12),
+    "base": dict(embed_dim=1024, depth=24, num_heads=16),
+    "large": dict(embed_dim=1280, depth=28, num_heads=16),
+}
+
+
+def base_config(size: str = "small") -> ml_collections.ConfigDict:
+    """Full-size defaults (content width 1024, 128 latent channels, the 24 kHz Oobleck VAE)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+
+    config.model = ml_collections.ConfigDict()
+    config.model.dit = ml_collections.ConfigDict(
+        dict(
+            **DIT_SIZES[size],
+            mlp_ratio=4.0,
+            latent_dim=128,
+            context_dim=1024,
+            ta_context_dim=1024,
+            remat="none",
+            dtype="float32",
+        )
+    )
+    config.model.vae = ml_collections.ConfigDict(
+        dict(channels=128, c_mults=(1, 2, 4, 8), strides=(2, 4, 6, 10), latent_dim=128, io_channels=1, dtype="float32")
+    )
+    config.model.sample_rate = 24000
+
+    config.flow = ml_collections.ConfigDict(
+        dict(timestep_sampling="logit_normal", sway_coef=-1.0, num_steps=25, guidance_scale=5.0)
+    )
+
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.shape = (-1, 1, 1)  # (data, fsdp, tensor); -1 takes the remaining devices
+    config.mesh.rules = [list(rule) for rule in parallel.DEFAULT_RULES]
+    return config
+
+
+def dit_config(config: ml_collections.ConfigDict) -> DiTConfig:
+    return DiTConfig(**config.model.dit.to_dict())
+
+
+def vae_config(config: ml_collections.ConfigDict) -> VAEConfig:
+    vae = config.model.vae.to_dict()
+    return VAEConfig(
+        **{**vae, "c_mults": tuple(vae["c_mults"]), "strides": tuple(vae["strides"])},
+        sample_rate=config.model.sample_rate,
+    )
+
+
+def mesh_rules(config: ml_collections.ConfigDict) -> list[tuple[str, str | tuple[str, ...] | None]]:
+    return [(name, tuple(axes) if isinstance(axes, (list, tuple)) else axes) for name, axes in config.mesh.rules]

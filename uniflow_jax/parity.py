@@ -1,0 +1,154 @@
+"""Check our modules against recorded runs of the original PyTorch code.
+
+    python -m uniflow_jax.parity --ref-dir ../shared/upstream_ref [--component dit ...] [--tolerance 1e-4]
+
+For each component the folder holds ``<name>.safetensors`` (original parameter names),
+``<name>_config.json`` (``model``: the original constructor arguments) and ``<name>*_io.npz`` (inputs, and
+outputs prefixed ``out_``). We build our module from that configuration, load the weights, run the
+recorded inputs and print max |ours − original| / max(1, max |original|) per output. Exit status 1 when
+an output exceeds the tolerance or a requested component cannot be checked.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+from flax import nnx
+
+from uniflow_jax import cli, nnx_utils
+from uniflow_jax.models import dit, vae
+from uniflow_jax.weights import names, torch_import, upstream_config
+
+Outputs = dict[str, tuple[np.ndarray, np.ndarray]]  # output name -> (ours, original)
+
+
+def _channels_last(x: np.ndarray) -> jax.Array:
+    return jnp.asarray(x).transpose(0, 2, 1)
+
+
+def _load(ref_dir: pathlib.Path, component: str) -> tuple[dict, dict[str, np.ndarray], np.lib.npyio.NpzFile]:
+    config = json.loads((ref_dir / f"{component}_config.json").read_text())
+    tensors = torch_import.read_safetensors(str(ref_dir / f"{component}.safetensors"))
+    io = np.load(ref_dir / f"{component}_io.npz")
+    return config["model"], tensors, io
+
+
+def check_dit(ref_dir: pathlib.Path) -> Outputs:
+    kwargs, tensors, io = _load(ref_dir, "dit")
+    model = dit.DiT(upstream_config.dit_config(kwargs), rngs=nnx.Rngs(0))
+    torch_import.load_into(model, tensors, names.DIT)
+    forward, state = nnx_utils.pure(model)
+    forward = jax.jit(forward)
+    inputs = (_channels_last(io["x_t"]),)
+    conditions = (io["time_aligned_context"], io["context"], io["x_mask"], io["context_mask"])
+    results = {}
+    for out_name, t in (("out_velocity", io["timesteps"]), ("out_velocity_scalar_timestep", io["timestep_scalar"])):
+        ours = forward(state, *inputs, jnp.asarray(t), *conditions)
+        results[out_name] = (np.asarray(ours).transpose(0, 2, 1), io[out_name])
+    return results
+
+
+def check_vae(ref_dir: pathlib.Path) -> Outputs:
+    kwargs, tensors, io = _load(ref_dir, "vae")
+    model = vae.VAE(upstream_config.vae_config(kwargs), rngs=nnx.Rngs(0))
+    torch_import.load_into(model, tensors, names.VAE)
+    waveform = jnp.asarray(io["waveform"])[:, 0]
+
+    @jax.jit
+    def run(state, waveform, eps, latent):
+        m = nnx.merge(graphdef, state)
+        raw = m.encoder(waveform[..., None])
+        mean, std = m.encode_moments(waveform)
+        mask = m.latent_mask(jnp.asarray(io["waveform_lengths"]), mean.shape[1])
+        return raw, mean, std, mean + std * eps, mask, m.decode(latent)
+
+    graphdef, state = nnx.split(model)
+    raw, mean, std, sample, mask, decoded = run(
+        state, waveform, _channels_last(io["posterior_eps"]), _channels_last(io["decode_latent"])
+    )
+    first = lambda x: np.asarray(x).transpose(0, 2, 1)  # noqa: E731
+    half = raw.shape[-1] // 2
+    return {
+        "out_encoder_out": (first(raw), io["out_encoder_out"]),
+        "out_mean": (first(mean), io["out_mean"]),
+        "out_scale": (first(raw[..., half:]), io["out_scale"]),
+        "out_std": (first(std), io["out_std"]),
+        "out_posterior_sample": (first(sample), io["out_posterior_sample"]),
+        "out_latent_mask": (np.asarray(mask), io["out_latent_mask"]),
+        "out_decoded": (np.asarray(decoded)[:, None, :], io["out_decoded"]),
+    }
+
+
+COMPONENTS: dict[str, Callable[[pathlib.Path], Outputs]] = {
+    "dit": check_dit,
+    "vae": check_vae,
+}
+
+
+def relative_error(ours: np.ndarray, original: np.ndarray) -> float:
+    """max |ours − original| / max(1, max |original|); shape mismatches are infinitely wrong."""
+    ours, original = np.asarray(ours, np.float64), np.asarray(original, np.float64)
+    if ours.shape != original.shape:
+        return float("inf")
+    if ours.size == 0:
+        return 0.0
+    return float(np.max(np.abs(ours - original)) / max(1.0, float(np.max(np.abs(original)))))
+
+
+def available_components(ref_dir: pathlib.Path) -> list[str]:
+    return sorted(p.name[: -len("_config.json")] for p in ref_dir.glob("*_config.json"))
+
+
+def run_parity(ref_dir: pathlib.Path, components: Sequence[str] | None, tolerance: float) -> bool:
+    """Prints the report; True when every checked output is within ``tolerance``."""
+    present = available_components(ref_dir)
+    requested = list(components) if components else [c for c in present if c in COMPONENTS]
+    skipped = [c for c in present if c not in COMPONENTS and not components]
+    ok = True
+    if not requested:
+        print(f"no checkable component in {ref_dir} (known: {sorted(COMPONENTS)})")
+        return False
+    for component in requested:
+        if component not in COMPONENTS:
+            print(f"FAIL {component}: no parity check for this component (known: {sorted(COMPONENTS)})")
+            ok = False
+            continue
+        try:
+            outputs = COMPONENTS[component](ref_dir)
+        except (OSError, KeyError, ValueError) as error:
+            print(f"FAIL {component}: cannot be checked: {type(error).__name__}: {error}")
+            ok = False
+            continue
+        worst = max(relative_error(*pair) for pair in outputs.values())
+        passed = worst <= tolerance
+        ok &= passed
+        print(f"{'PASS' if passed else 'FAIL'} {component}: max relative error {worst:.3e} (tolerance {tolerance:.0e})")
+        for name, (ours, original) in outputs.items():
+            print(f"    {name:32s} {relative_error(ours, original):.3e}   scale {np.max(np.abs(original)):.4g}")
+    if skipped:
+        print(f"not checked (no parity check yet): {', '.join(skipped)}")
+    return ok
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("ref_dir", None, "Folder with <component>.safetensors / _config.json / _io.npz.", required=True)
+flags.DEFINE_multi_string("component", None, "Component(s) to check (default: all checkable ones present).")
+flags.DEFINE_float("tolerance", 1e-4, "Largest accepted relative error per output.")
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    jax.config.update("jax_default_matmul_precision", "highest")
+    ok = run_parity(pathlib.Path(FLAGS.ref_dir), FLAGS.component, FLAGS.tolerance)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,84 @@
+"""Translate the original constructor arguments (its yaml names) into our module configs.
+
+Only the options UniFlow-Audio v1 uses are implemented; anything else is refused by name rather than
+silently built differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from uniflow_jax.models.dit import DiTConfig
+from uniflow_jax.models.vae import VAEConfig
+
+
+class UnsupportedUpstreamConfig(ValueError):
+    """The original configuration asks for a variant this port does not build."""
+
+
+# LayerFusionAudioDiT options and the only values v1 uses (configs/model/backbone/layer_fusion_dit.yaml).
+_DIT_FIXED = {
+    "patch_size": 1,
+    "input_type": "1d",
+    "qkv_bias": False,
+    "qk_scale": None,
+    "qk_norm": "layernorm",
+    "norm_layer": "layernorm",
+    "act_layer": "geglu",
+    "context_norm": True,
+    "time_fusion": "ada",
+    "ta_context_fusion": "add",
+    "ta_context_norm": True,
+    "context_fusion": "cross",
+    "context_pe_method": "none",
+    "pe_method": "none",
+    "rope_mode": "shared",
+    "use_conv": True,
+    "skip": True,
+    "skip_norm": True,
+}
+
+
+def _check_fixed(kwargs: Mapping[str, Any], fixed: Mapping[str, Any], what: str) -> None:
+    wrong = [f"{k}={kwargs[k]!r} (supported: {v!r})" for k, v in fixed.items() if k in kwargs and kwargs[k] != v]
+    if wrong:
+        raise UnsupportedUpstreamConfig(f"{what}: unsupported options: " + ", ".join(wrong))
+
+
+def dit_config(kwargs: Mapping[str, Any], **overrides: Any) -> DiTConfig:
+    """``LayerFusionAudioDiT(**kwargs)`` → :class:`DiTConfig`."""
+    _check_fixed(kwargs, _DIT_FIXED, "LayerFusionAudioDiT")
+    if kwargs.get("in_chans", 128) != kwargs.get("out_chans", 128):
+        raise UnsupportedUpstreamConfig("LayerFusionAudioDiT: in_chans must equal out_chans")
+    return DiTConfig(
+        embed_dim=kwargs["embed_dim"],
+        depth=kwargs["depth"],
+        num_heads=kwargs["num_heads"],
+        mlp_ratio=kwargs.get("mlp_ratio", 4.0),
+        latent_dim=kwargs.get("in_chans", 128),
+        context_dim=kwargs["context_dim"],
+        ta_context_dim=kwargs["ta_context_dim"],
+        **overrides,
+    )
+
+
+def vae_config(kwargs: Mapping[str, Any], **overrides: Any) -> VAEConfig:
+    """``StableVAE(enc=..., dec=..., ...)`` → :class:`VAEConfig` (encoder and decoder must mirror)."""
+    enc, dec = kwargs["enc"], kwargs["dec"]
+    _check_fixed(enc, {"use_snake": True}, "OobleckEncoder")
+    _check_fixed(dec, {"use_snake": True, "final_tanh": False}, "OobleckDecoder")
+    mismatched = [k for k in ("channels", "c_mults", "strides") if enc[k] != dec[k]]
+    if mismatched:
+        raise UnsupportedUpstreamConfig(f"StableVAE: encoder and decoder differ in {mismatched}")
+    if enc["latent_dim"] != 2 * dec["latent_dim"]:
+        raise UnsupportedUpstreamConfig("StableVAE: encoder latent_dim must be 2 × decoder latent_dim (VAE bottleneck)")
+    return VAEConfig(
+        channels=enc["channels"],
+        c_mults=tuple(enc["c_mults"]),
+        strides=tuple(enc["strides"]),
+        latent_dim=dec["latent_dim"],
+        io_channels=kwargs.get("io_channels", 1),
+        sample_rate=kwargs.get("sample_rate", 24000),
+        **overrides,
+    )
