@@ -7,6 +7,9 @@ ConfigDict itself.
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+
 import ml_collections
 
 from uniflow_jax import parallel
@@ -68,3 +71,13 @@ def vae_config(config: ml_collections.ConfigDict) -> VAEConfig:
 
 def mesh_rules(config: ml_collections.ConfigDict) -> list[tuple[str, str | tuple[str, ...] | None]]:
     return [(name, tuple(axes) if isinstance(axes, (list, tuple)) else axes) for name, axes in config.mesh.rules]
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """``get_config()`` of a config file, as ``--config path`` would give it (for tests and scripts)."""
+    spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no config file at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()

@@ -14,6 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 NUM_TRAIN_TIMESTEPS = 1000
+# σ = t/1000 for t = 0..1000, divided in numpy: XLA may rewrite a division by a constant into a
+# multiplication by its reciprocal, which is off by one ulp for some t (511/1000 among them).
+_SIGMA_OF_T = np.arange(NUM_TRAIN_TIMESTEPS + 1, dtype=np.float32) / np.float32(NUM_TRAIN_TIMESTEPS)
 
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -37,8 +40,8 @@ def training_timesteps(key: jax.Array, batch: int, strategy: str = "logit_normal
 def timesteps_from_u(u: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(σ, network timestep) for given uniform draws u ∈ [0, 1) — the deterministic half of the draw."""
     index = jnp.clip(jnp.floor(u * NUM_TRAIN_TIMESTEPS), 0, NUM_TRAIN_TIMESTEPS - 1)
-    t = (NUM_TRAIN_TIMESTEPS - index).astype(jnp.float32)
-    sigma = t / jnp.float32(NUM_TRAIN_TIMESTEPS)
+    t = (NUM_TRAIN_TIMESTEPS - index).astype(jnp.int32)
+    sigma = jnp.asarray(_SIGMA_OF_T)[t]
     return sigma, sigma * jnp.float32(NUM_TRAIN_TIMESTEPS)
 
 
@@ -72,7 +75,9 @@ def sigma_schedule(num_steps: int, sway_coef: float | None = -1.0) -> np.ndarray
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if sway_coef:
         tau = np.linspace(0, 1, num_steps + 1, dtype=np.float32)
-        tau = tau + np.float32(sway_coef) * (np.cos(np.float32(np.pi / 2) * tau) - 1 + tau)
+        # cos correctly rounded to float32 (as PyTorch's is; numpy's float32 cos can be one ulp off)
+        cos = np.cos(np.pi / 2 * tau.astype(np.float64)).astype(np.float32)
+        tau = tau + np.float32(sway_coef) * (cos - 1 + tau)
         sigmas = (1 - tau).astype(np.float32)
         sigmas[-1] = 0.0  # exact in float32 for s = -1; pins the end point for other coefficients
         return sigmas

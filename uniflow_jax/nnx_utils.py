@@ -12,16 +12,6 @@ from flax import nnx
 from uniflow_jax import parallel
 
 
-def pure(module: nnx.Module, method: str = "__call__") -> tuple[Callable[..., Any], nnx.State]:
-    """Splits ``module`` once; returns ``fn(state, *args)`` (pure, jit-able) and the state."""
-    graphdef, state = nnx.split(module)
-
-    def fn(state: nnx.State, *args: Any, **kwargs: Any) -> Any:
-        return getattr(nnx.merge(graphdef, state), method)(*args, **kwargs)
-
-    return fn, state
-
-
 def count_parameters(state: nnx.State, variable_type: type = nnx.Variable) -> int:
     """Number of scalars in the variables of ``variable_type`` (``nnx.Param`` for trainable ones)."""
     return sum(math.prod(v.shape) for _, v in nnx.to_flat_state(state) if isinstance(v, variable_type))

@@ -22,7 +22,7 @@ import numpy as np
 from absl import flags
 from flax import nnx
 
-from uniflow_jax import cli, nnx_utils
+from uniflow_jax import cli
 from uniflow_jax.models import dit, vae
 from uniflow_jax.weights import names, torch_import, upstream_config
 
@@ -42,10 +42,9 @@ def _load(ref_dir: pathlib.Path, component: str) -> tuple[dict, dict[str, np.nda
 
 def check_dit(ref_dir: pathlib.Path) -> Outputs:
     kwargs, tensors, io = _load(ref_dir, "dit")
-    model = dit.DiT(upstream_config.dit_config(kwargs), rngs=nnx.Rngs(0))
-    torch_import.load_into(model, tensors, names.DIT)
-    forward, state = nnx_utils.pure(model)
-    forward = jax.jit(forward)
+    cfg = upstream_config.dit_config(kwargs)
+    graphdef, state = torch_import.load_module(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0)), tensors, names.DIT)
+    forward = jax.jit(lambda state, *args: nnx.merge(graphdef, state)(*args))
     inputs = (_channels_last(io["x_t"]),)
     conditions = (io["time_aligned_context"], io["context"], io["x_mask"], io["context_mask"])
     results = {}
@@ -57,8 +56,8 @@ def check_dit(ref_dir: pathlib.Path) -> Outputs:
 
 def check_vae(ref_dir: pathlib.Path) -> Outputs:
     kwargs, tensors, io = _load(ref_dir, "vae")
-    model = vae.VAE(upstream_config.vae_config(kwargs), rngs=nnx.Rngs(0))
-    torch_import.load_into(model, tensors, names.VAE)
+    cfg = upstream_config.vae_config(kwargs)
+    graphdef, state = torch_import.load_module(lambda: vae.VAE(cfg, rngs=nnx.Rngs(0)), tensors, names.VAE)
     waveform = jnp.asarray(io["waveform"])[:, 0]
 
     @jax.jit
@@ -69,7 +68,6 @@ def check_vae(ref_dir: pathlib.Path) -> Outputs:
         mask = m.latent_mask(jnp.asarray(io["waveform_lengths"]), mean.shape[1])
         return raw, mean, std, mean + std * eps, mask, m.decode(latent)
 
-    graphdef, state = nnx.split(model)
     raw, mean, std, sample, mask, decoded = run(
         state, waveform, _channels_last(io["posterior_eps"]), _channels_last(io["decode_latent"])
     )

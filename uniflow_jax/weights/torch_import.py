@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from flax import nnx
@@ -20,6 +20,13 @@ _LAYOUTS = {
     "linear": lambda t: t.T,  # (out, in) -> (in, out)
     "conv": lambda t: t.transpose(2, 1, 0),  # (out, in, k) -> (k, in, out)
     "conv_transpose": lambda t: t.transpose(2, 0, 1),  # (in, out, k) -> (k, in, out)
+    "plain": lambda t: t,
+}
+# Inverse layouts, for writing our parameters back under the original names.
+_TO_TORCH = {
+    "linear": lambda t: t.T,
+    "conv": lambda t: t.transpose(2, 1, 0),
+    "conv_transpose": lambda t: t.transpose(1, 2, 0),
     "plain": lambda t: t,
 }
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight"}
@@ -99,11 +106,33 @@ def import_state(
     return nnx.from_flat_state(flat)
 
 
+def export_state(state: nnx.State, names: NameMap) -> dict[str, np.ndarray]:
+    """Our parameters as a state dict with the original names and layouts (stacks split per layer).
+
+    Vectors keep our shape; ``import_state`` reshapes them back, and PyTorch's ``load_state_dict`` needs
+    the original shapes only for weight-norm gains, which are given their (C, 1, 1) shape here.
+    """
+    out: dict[str, np.ndarray] = {}
+    for path, var in _variables(state):
+        layout = var.get_metadata().get("torch", "plain")
+        value = np.asarray(var.get_value())
+        stacked = var.get_metadata().get("axes", (None,))[0] == "layers"
+        for layer, array in enumerate(value) if stacked else [(None, value)]:
+            array = _TO_TORCH[layout](array)
+            if path[-1] == "weight_g":
+                array = array.reshape(-1, 1, 1)
+            out[names.original_name(path, layer)] = np.ascontiguousarray(array)
+    return out
+
+
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
     """Reads a safetensors file as numpy arrays (no torch needed)."""
     return load_file(path)
 
 
-def load_into(module: nnx.Module, tensors: Mapping[str, np.ndarray], names: NameMap, **kwargs) -> None:
-    """Loads ``tensors`` into ``module`` in place."""
-    nnx.update(module, import_state(nnx.state(module), tensors, names, **kwargs))
+def load_module(
+    make: Callable[[], nnx.Module], tensors: Mapping[str, np.ndarray], names: NameMap, **kwargs
+) -> tuple[nnx.GraphDef, nnx.State]:
+    """Builds ``make()`` abstractly (no random init) and fills it from ``tensors``: (graphdef, state)."""
+    graphdef, abstract = nnx.split(nnx.eval_shape(make))
+    return graphdef, import_state(abstract, tensors, names, **kwargs)

@@ -1,0 +1,119 @@
+"""DiT backbone: parity with the original, sizes, padding invariance, sharding, scan compile time."""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from uniflow_jax import config_lib, nnx_utils, parallel, parity
+from uniflow_jax.models import dit
+from uniflow_jax.weights import manifest
+
+TINY = dit.DiTConfig(embed_dim=64, depth=4, num_heads=4, context_dim=32, ta_context_dim=32)
+
+
+def _inputs(cfg: dit.DiTConfig, batch: int = 8, frames: int = 24, ctx_len: int = 6, seed: int = 0):
+    k = jax.random.split(jax.random.key(seed), 4)
+    x = jax.random.normal(k[0], (batch, frames, cfg.latent_dim))
+    ta = jax.random.normal(k[1], (batch, frames, cfg.ta_context_dim))
+    ctx = jax.random.normal(k[2], (batch, ctx_len, cfg.context_dim))
+    t = jax.random.uniform(k[3], (batch,), minval=1, maxval=1000)
+    x_mask = jnp.arange(frames)[None] < jnp.linspace(frames // 2, frames, batch).astype(int)[:, None]
+    ctx_mask = jnp.arange(ctx_len)[None] < jnp.linspace(1, ctx_len, batch).astype(int)[:, None]
+    return x, t, ta, ctx, x_mask, ctx_mask
+
+
+def test_matches_original_fixture(ref_dir):
+    outputs = parity.check_dit(ref_dir)
+    assert set(outputs) == {"out_velocity", "out_velocity_scalar_timestep"}
+    for name, (ours, original) in outputs.items():
+        assert parity.relative_error(ours, original) <= 1e-4, name
+    # The scalar timestep is truncated (923.8795 -> 923), so the two outputs differ.
+    a, b = outputs["out_velocity"][0], outputs["out_velocity_scalar_timestep"][0]
+    assert np.abs(a - b).max() > 1e-4
+
+
+@pytest.mark.parametrize("size", ["small", "base", "large"])
+def test_parameter_count_equals_manifest(ref_dir, size):
+    cfg = config_lib.dit_config(config_lib.base_config(size))
+    state = nnx.state(nnx.eval_shape(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0))))
+    shapes = manifest.read_manifest(ref_dir / f"state_dict_flow_matching_{size}.txt")
+    assert nnx_utils.count_parameters(state) == manifest.count_elements(shapes, "backbone.")
+    buffers = manifest.count_elements({k: v for k, v in shapes.items() if k.endswith("inv_freq")}, "backbone.")
+    assert nnx_utils.count_parameters(state, nnx.Param) == manifest.count_elements(shapes, "backbone.") - buffers
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A jitted tiny backbone with every parameter randomised (zero-initialised projections would hide bugs)."""
+    mesh = parallel.make_mesh((1, 1, 1), jax.devices()[:1])
+    graphdef, state = nnx_utils.create_sharded(lambda: dit.DiT(TINY, rngs=nnx.Rngs(2)), mesh)
+    initial = state
+    rng = np.random.default_rng(3)
+    state = jax.tree.map(lambda p: p + 0.05 * rng.standard_normal(p.shape, np.float32), state)
+    forward = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))
+    return forward, state, initial
+
+
+def test_original_initialisation_zeroes_modulation_and_cross_attention_output(tiny):
+    model = nnx.merge(nnx.graphdef(dit.DiT(TINY, rngs=nnx.Rngs(0))), tiny[2])
+    assert not np.any(model.in_blocks.adaln.time_ada.kernel[...])
+    assert not np.any(model.out_blocks.cross_attn.proj.kernel[...])
+    assert not np.any(model.time_ada_final.kernel[...])
+    assert np.any(model.final_block.linear.kernel[...])
+    assert model.in_blocks.attn.to_q.kernel.shape == (2, 64, 64)  # stacked: (layers, in, out)
+
+
+def test_padding_does_not_change_valid_frames(tiny):
+    forward, state, _ = tiny
+    model = lambda *a: forward(state, *a)  # noqa: E731
+    x, t, ta, ctx, _, ctx_mask = _inputs(TINY, batch=2)
+    # The final k=3 conv reads one frame past the last valid one (as in the original), so every sample
+    # keeps at least one padded frame before more padding is appended.
+    x_mask = jnp.arange(24)[None] < jnp.array([[13], [23]])
+    out = model(x, t, ta, ctx, x_mask, ctx_mask)
+    pad = lambda a, n: jnp.pad(a, ((0, 0), (0, n)) + ((0, 0),) * (a.ndim - 2), constant_values=0)  # noqa: E731
+    noise = jax.random.normal(jax.random.key(9), (2, 8, TINY.latent_dim))
+    out_padded = model(
+        jnp.concatenate([x, noise], axis=1), t, pad(ta, 8), pad(ctx, 3), pad(x_mask, 8), pad(ctx_mask, 3)
+    )
+    for b in range(2):
+        valid = np.asarray(x_mask[b])
+        np.testing.assert_allclose(out_padded[b, :24][valid], out[b][valid], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mesh_shape", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
+def test_sharded_forward_equals_single_device(tiny, mesh_shape):
+    forward, state, _ = tiny
+    inputs = _inputs(TINY)
+    one_state, one_inputs = jax.device_put((state, inputs), jax.devices()[0])
+    reference = jax.jit(forward)(one_state, *one_inputs)
+    assert len(reference.sharding.device_set) == 1
+    mesh = parallel.make_mesh(mesh_shape)
+    with jax.set_mesh(mesh), parallel.axis_rules(parallel.DEFAULT_RULES):
+        sharded_state = parallel.shard_state(state, mesh)
+        sharded_inputs = [jax.device_put(a, parallel.batch_sharding(mesh, a.ndim)) for a in inputs]
+        out = jax.jit(forward)(sharded_state, *sharded_inputs)
+    assert len(out.sharding.device_set) == 8
+    np.testing.assert_allclose(np.asarray(out), np.asarray(reference), atol=1e-5, rtol=0)
+
+
+def test_compile_time_does_not_grow_with_depth():
+    """In/out stacks are scanned: the program (and its compile time) is the same for depth 4 and 16."""
+
+    def compile_stats(depth: int) -> tuple[float, int]:
+        cfg = dit.DiTConfig(embed_dim=64, depth=depth, num_heads=4, context_dim=32, ta_context_dim=32)
+        graphdef, state = nnx.split(nnx.eval_shape(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0))))
+        args = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), _inputs(cfg))
+        lowered = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a)).lower(state, *args)
+        start = time.perf_counter()
+        lowered.compile()
+        return time.perf_counter() - start, len(lowered.as_text().splitlines())
+
+    compile_stats(4)  # warm up the compiler
+    (t4, lines4), (t16, lines16) = compile_stats(4), compile_stats(16)
+    assert lines16 == lines4
+    assert t16 < 1.5 * t4, (t4, t16)
