@@ -6,8 +6,8 @@ import pathlib
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REF_DIR = pathlib.Path(os.environ.get("UNIFLOW_REF_DIR", REPO.parent / "shared" / "upstream_ref"))
@@ -24,4 +24,3 @@ def ref_dir() -> pathlib.Path:
 @pytest.fixture(scope="session", autouse=True)
 def eight_devices() -> None:
     assert jax.device_count() == 8, f"expected 8 simulated devices, got {jax.device_count()}"
-

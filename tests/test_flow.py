@@ -18,7 +18,7 @@ def test_training_timesteps_reproduce_discrete_schedule_quirk():
 
 @pytest.mark.parametrize("strategy", ["logit_normal", "uniform"])
 def test_training_timesteps_range_and_determinism(strategy):
-    sigma, net_t = flow.training_timesteps(jax.random.key(0), 4096, strategy)
+    sigma, _net_t = flow.training_timesteps(jax.random.key(0), 4096, strategy)
     assert float(sigma.min()) >= 0.001 and float(sigma.max()) <= 1.0
     np.testing.assert_array_equal(sigma, flow.training_timesteps(jax.random.key(0), 4096, strategy)[0])
     mean = 0.5

@@ -33,16 +33,20 @@ def _channels_last(x: np.ndarray) -> jax.Array:
     return jnp.asarray(x).transpose(0, 2, 1)
 
 
-def _load(ref_dir: pathlib.Path, component: str) -> tuple[dict, dict[str, np.ndarray], np.lib.npyio.NpzFile]:
-    config = json.loads((ref_dir / f"{component}_config.json").read_text())
+def _config(ref_dir: pathlib.Path, component: str) -> dict:
+    """The original constructor arguments recorded for ``component``."""
+    return json.loads((ref_dir / f"{component}_config.json").read_text())["model"]
+
+
+def _arrays(ref_dir: pathlib.Path, component: str) -> tuple[dict[str, np.ndarray], np.lib.npyio.NpzFile]:
+    """Its weights (original names) and its recorded inputs/outputs."""
     tensors = torch_import.read_safetensors(str(ref_dir / f"{component}.safetensors"))
-    io = np.load(ref_dir / f"{component}_io.npz")
-    return config["model"], tensors, io
+    return tensors, np.load(ref_dir / f"{component}_io.npz")
 
 
 def check_dit(ref_dir: pathlib.Path) -> Outputs:
-    kwargs, tensors, io = _load(ref_dir, "dit")
-    cfg = upstream_config.dit_config(kwargs)
+    cfg = upstream_config.dit_config(_config(ref_dir, "dit"))
+    tensors, io = _arrays(ref_dir, "dit")
     graphdef, state = torch_import.load_module(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0)), tensors, names.DIT)
     forward = jax.jit(lambda state, *args: nnx.merge(graphdef, state)(*args))
     inputs = (_channels_last(io["x_t"]),)
@@ -55,8 +59,8 @@ def check_dit(ref_dir: pathlib.Path) -> Outputs:
 
 
 def check_vae(ref_dir: pathlib.Path) -> Outputs:
-    kwargs, tensors, io = _load(ref_dir, "vae")
-    cfg = upstream_config.vae_config(kwargs)
+    cfg = upstream_config.vae_config(_config(ref_dir, "vae"))
+    tensors, io = _arrays(ref_dir, "vae")
     graphdef, state = torch_import.load_module(lambda: vae.VAE(cfg, rngs=nnx.Rngs(0)), tensors, names.VAE)
     waveform = jnp.asarray(io["waveform"])[:, 0]
 

@@ -66,7 +66,7 @@ def random_model_smoke(config: ml_collections.ConfigDict, duration: float, outpu
         graphdef, state = nnx_utils.create_sharded(
             lambda: (dit.DiT(dit_cfg, rngs=nnx.Rngs(seed)), vae.VAE(vae_cfg, rngs=nnx.Rngs(seed + 1))), mesh, rules
         )
-        frames = int(round(duration * vae_cfg.sample_rate / vae_cfg.hop_length))
+        frames = round(duration * vae_cfg.sample_rate / vae_cfg.hop_length)
         keys = jax.random.split(jax.random.key(seed), 3)
         noise = jax.random.normal(keys[0], (1, frames, dit_cfg.latent_dim))
         ta = jax.random.normal(keys[1], (1, frames, dit_cfg.ta_context_dim))

@@ -80,9 +80,7 @@ class WNConv1d(nnx.Module):
         bias = self.bias[...] if hasattr(self, "bias") else None
         if self.transpose:
             return layers.conv_transpose1d(x, self.kernel(), bias, stride=self.stride, padding=self.padding)
-        return layers.conv1d(
-            x, self.kernel(), bias, stride=self.stride, padding=self.padding, dilation=self.dilation
-        )
+        return layers.conv1d(x, self.kernel(), bias, stride=self.stride, padding=self.padding, dilation=self.dilation)
 
 
 class SnakeBeta(nnx.Module):

@@ -55,7 +55,7 @@ class NameMap:
         name = ".".join(parts)
         if layer is not None:
             stack = next(s for s in self.stacked if name.startswith(s + "."))
-            name = f"{stack}.{layer}{name[len(stack):]}"
+            name = f"{stack}.{layer}{name[len(stack) :]}"
         for pattern, replacement in self.renames:
             name = re.sub(pattern, replacement, name)
         return self.prefix + name

@@ -18,7 +18,7 @@ class UnsupportedUpstreamConfig(ValueError):
 
 
 # LayerFusionAudioDiT options and the only values v1 uses (configs/model/backbone/layer_fusion_dit.yaml).
-_DIT_FIXED = {
+DIT_OPTIONS = {
     "patch_size": 1,
     "input_type": "1d",
     "qkv_bias": False,
@@ -48,7 +48,7 @@ def _check_fixed(kwargs: Mapping[str, Any], fixed: Mapping[str, Any], what: str)
 
 def dit_config(kwargs: Mapping[str, Any], **overrides: Any) -> DiTConfig:
     """``LayerFusionAudioDiT(**kwargs)`` → :class:`DiTConfig`."""
-    _check_fixed(kwargs, _DIT_FIXED, "LayerFusionAudioDiT")
+    _check_fixed(kwargs, DIT_OPTIONS, "LayerFusionAudioDiT")
     if kwargs.get("in_chans", 128) != kwargs.get("out_chans", 128):
         raise UnsupportedUpstreamConfig("LayerFusionAudioDiT: in_chans must equal out_chans")
     return DiTConfig(

@@ -1,0 +1,35 @@
+"""uniflow_jax: UniFlow-Audio (unified flow-matching audio generation) in JAX/Flax NNX."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+setup(
+    name="uniflow_jax",
+    version="0.1.0",
+    description="UniFlow-Audio in JAX: run the released checkpoints and train from one CPU to TPU pods.",
+    long_description=(pathlib.Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["uniflow_jax", "uniflow_jax.*"]),
+    # Floors: the versions verified together (see README, "Versions"); caps: the next minor release of the
+    # fast-moving JAX ecosystem packages, whose APIs change between minors.
+    install_requires=[
+        "jax>=0.10.2,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "grain>=0.2.18,<0.3",
+        "chex>=0.1.92,<0.2",
+        "ml_collections>=1.1.0,<1.2",
+        "absl-py>=2.5.1,<3",
+        "numpy>=2.4.6,<3",
+        "safetensors>=0.8.0,<0.9",
+        "soundfile>=0.14.0",
+        "librosa>=0.11.0,<0.12",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["pytest>=9.2,<10", "ruff==0.17.6"],
+    },
+)
