@@ -1,5 +1,6 @@
 """DiT backbone: parity with the original, sizes, padding invariance, sharding, scan compile time."""
 
+import dataclasses
 import time
 
 import jax
@@ -114,6 +115,37 @@ def test_compile_time_does_not_grow_with_depth():
         return time.perf_counter() - start, len(lowered.as_text().splitlines())
 
     compile_stats(4)  # warm up the compiler
-    (t4, lines4), (t16, lines16) = compile_stats(4), compile_stats(16)
+    runs = [(compile_stats(4), compile_stats(16)) for _ in range(3)]  # interleaved, min of 3: robust to load
+    t4, t16 = (min(run[i][0] for run in runs) for i in (0, 1))
+    lines4, lines16 = runs[0][0][1], runs[0][1][1]
     assert lines16 == lines4
     assert t16 < 1.5 * t4, (t4, t16)
+
+
+def test_every_parameter_carries_logical_axes_of_its_rank():
+    for make in (lambda: dit.DiT(TINY, rngs=nnx.Rngs(0)),):
+        for path, var in nnx.to_flat_state(nnx.state(nnx.eval_shape(make))):
+            axes = parallel.variable_axes(var)
+            assert len(axes) == len(var.shape), (path, axes, var.shape)
+            assert all(a is None or a in dict(parallel.DEFAULT_RULES) for a in axes), (path, axes)
+
+
+def _loss_and_grad(cfg: dit.DiTConfig, state: nnx.State):
+    x, t, ta, ctx, x_mask, ctx_mask = _inputs(cfg, batch=2)
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0))))
+    loss = lambda s: jnp.mean(nnx.merge(graphdef, s)(x, t, ta, ctx, x_mask, ctx_mask) ** 2)  # noqa: E731
+    return jax.jit(jax.value_and_grad(loss))(state)
+
+
+@pytest.fixture(scope="module")
+def no_remat_loss_and_grad(tiny):
+    return _loss_and_grad(TINY, tiny[1])
+
+
+@pytest.mark.parametrize("remat", ["full", "dots"])
+def test_remat_policies_give_the_same_loss_and_gradients(tiny, no_remat_loss_and_grad, remat):
+    l0, g0 = no_remat_loss_and_grad
+    l1, g1 = _loss_and_grad(dataclasses.replace(TINY, remat=remat), tiny[1])
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)

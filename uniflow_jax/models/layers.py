@@ -208,8 +208,8 @@ class Attention(nnx.Module):
         v = self.to_v(context).reshape(b, context.shape[1], *heads)
         if hasattr(self, "rotary"):
             q, k = self.rotary(q), self.rotary(k)
-        q = parallel.constrain(q, ("batch", "length", "heads", "kv"))
-        out = masked_attention(q, k.astype(q.dtype), v, key_mask)
+        q = parallel.constrain(q.astype(v.dtype), ("batch", "length", "heads", "kv"))
+        out = masked_attention(q, k.astype(v.dtype), v, key_mask)
         return self.proj(out.reshape(b, t, d))
 
 
