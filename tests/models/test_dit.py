@@ -147,5 +147,5 @@ def test_remat_policies_give_the_same_loss_and_gradients(tiny, no_remat_loss_and
     l0, g0 = no_remat_loss_and_grad
     l1, g1 = _loss_and_grad(dataclasses.replace(TINY, remat=remat), tiny[1])
     np.testing.assert_allclose(l1, l0, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
