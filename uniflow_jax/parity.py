@@ -23,7 +23,7 @@ from absl import flags
 from flax import nnx
 
 from uniflow_jax import cli
-from uniflow_jax.models import dit, vae
+from uniflow_jax.models import dit, fastspeech2, vae
 from uniflow_jax.weights import names, torch_import, upstream_config
 
 Outputs = dict[str, tuple[np.ndarray, np.ndarray]]  # output name -> (ours, original)
@@ -88,9 +88,55 @@ def check_vae(ref_dir: pathlib.Path) -> Outputs:
     }
 
 
+def _length_mask(lengths: np.ndarray, size: int) -> jax.Array:
+    return jnp.arange(size)[None, :] < jnp.asarray(lengths)[:, None]
+
+
+def check_phoneme_encoder(ref_dir: pathlib.Path) -> Outputs:
+    cfg = upstream_config.fastspeech2_config(_config(ref_dir, "phoneme_encoder"))
+    tensors, io = _arrays(ref_dir, "phoneme_encoder")
+    make = lambda: fastspeech2.PhonemeEncoder(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+    graphdef, state = torch_import.load_module(make, tensors, names.FASTSPEECH2)
+    mask = _length_mask(io["lengths"], io["phoneme"].shape[1])
+    out = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))(state, io["phoneme"], mask, io["spk"])
+    table = fastspeech2.fairseq_positions_table(io["out_ref_pos_table"].shape[0], cfg.d_model)
+    return {
+        "out_output": (np.asarray(out), io["out_output"]),
+        "out_mask": (np.asarray(mask), io["out_mask"]),
+        "out_ref_pos_table": (table, io["out_ref_pos_table"]),
+    }
+
+
+def check_midi_encoder(ref_dir: pathlib.Path) -> Outputs:
+    cfg = upstream_config.fastspeech2_config(_config(ref_dir, "midi_encoder"))
+    tensors, io = _arrays(ref_dir, "midi_encoder")
+    graphdef, state = torch_import.load_module(
+        lambda: fastspeech2.MidiEncoder(cfg, rngs=nnx.Rngs(0)), tensors, names.FASTSPEECH2
+    )
+    mask = _length_mask(io["lengths"], io["phoneme"].shape[1])
+    args = (io["phoneme"], io["midi"], io["midi_duration"], io["is_slur"], mask, io["spk"])
+    out = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))(state, *args)
+    table = fastspeech2.reversed_relative_positions_table(io["out_ref_rel_pos_table"].shape[0], cfg.d_model)
+    return {
+        "out_output": (np.asarray(out), io["out_output"]),
+        "out_mask": (np.asarray(mask), io["out_mask"]),
+        "out_ref_rel_pos_table": (table, io["out_ref_rel_pos_table"]),
+    }
+
+
+# Outputs printed for diagnosis but not held to the tolerance, with the reason.
+INFORMATIONAL = {
+    ("midi_encoder", "out_ref_rel_pos_table"): (
+        "sin of float32 arguments up to 5000 rad: one ulp in PyTorch's (not correctly rounded) float32 exp "
+        "moves a column by ~2e-4; the encoder output that uses the table is held to the tolerance"
+    ),
+}
+
 COMPONENTS: dict[str, Callable[[pathlib.Path], Outputs]] = {
     "dit": check_dit,
     "vae": check_vae,
+    "phoneme_encoder": check_phoneme_encoder,
+    "midi_encoder": check_midi_encoder,
 }
 
 
@@ -128,12 +174,18 @@ def run_parity(ref_dir: pathlib.Path, components: Sequence[str] | None, toleranc
             print(f"FAIL {component}: cannot be checked: {type(error).__name__}: {error}")
             ok = False
             continue
-        worst = max(relative_error(*pair) for pair in outputs.values())
+        errors = {name: relative_error(*pair) for name, pair in outputs.items()}
+        worst = max(e for name, e in errors.items() if (component, name) not in INFORMATIONAL)
         passed = worst <= tolerance
         ok &= passed
         print(f"{'PASS' if passed else 'FAIL'} {component}: max relative error {worst:.3e} (tolerance {tolerance:.0e})")
-        for name, (ours, original) in outputs.items():
-            print(f"    {name:32s} {relative_error(ours, original):.3e}   scale {np.max(np.abs(original)):.4g}")
+        for name, (_, original) in outputs.items():
+            note = (
+                f"   (not held to the tolerance: {INFORMATIONAL[component, name]})"
+                if (component, name) in INFORMATIONAL
+                else ""
+            )
+            print(f"    {name:32s} {errors[name]:.3e}   scale {np.max(np.abs(original)):.4g}{note}")
     if skipped:
         print(f"not checked (no parity check yet): {', '.join(skipped)}")
     return ok

@@ -140,17 +140,6 @@ class FinalBlock(nnx.Module):
         return self.final_layer(self.linear(layers.modulate(self.norm(x), shift, scale)))
 
 
-def _stacked_blocks(cfg: DiTConfig, count: int, *, skip: bool, rngs: nnx.Rngs) -> DiTBlock:
-    """``count`` blocks whose parameters share a leading ``layers`` axis (for ``lax.scan``)."""
-
-    @nnx.split_rngs(splits=count)
-    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers", "axes": "layers"})
-    def create(rngs: nnx.Rngs) -> DiTBlock:
-        return DiTBlock(cfg, skip=skip, rngs=rngs)
-
-    return create(rngs)
-
-
 class DiT(nnx.Module):
     """The backbone. Inputs channels-last: x_t (B,T,latent), ta_context (B,T,ta_dim), context (B,L,ctx_dim)."""
 
@@ -161,9 +150,9 @@ class DiT(nnx.Module):
         self.time_embed = TimestepEmbedding(cfg.time_freq_dim, d, rngs=rngs)
         self.time_ada_final = Linear(d, 2 * d, ("embed", "mlp"), kernel_init=layers.zeros, rngs=rngs)
         self.context_embed = ContextEmbedding(cfg.context_dim, d, dtype=dtype, rngs=rngs)
-        self.in_blocks = _stacked_blocks(cfg, cfg.depth // 2, skip=False, rngs=rngs)
+        self.in_blocks = layers.create_stack(lambda r: DiTBlock(cfg, skip=False, rngs=r), cfg.depth // 2, rngs)
         self.mid_block = DiTBlock(cfg, skip=False, rngs=rngs)
-        self.out_blocks = _stacked_blocks(cfg, cfg.depth // 2, skip=True, rngs=rngs)
+        self.out_blocks = layers.create_stack(lambda r: DiTBlock(cfg, skip=True, rngs=r), cfg.depth // 2, rngs)
         self.final_block = FinalBlock(cfg, rngs=rngs)
 
     def __call__(
@@ -193,25 +182,10 @@ class DiT(nnx.Module):
         args = (time_silu, ta, ctx, x_mask, context_mask)
 
         policy = REMAT_POLICIES[self.cfg.remat]
-        remat = (lambda f: f) if policy is None else (lambda f: jax.checkpoint(f, policy=policy))
-
-        in_def, in_state = nnx.split(self.in_blocks)
-
-        @remat
-        def in_step(h, block_state):
-            h = nnx.merge(in_def, block_state)(h, None, *args)
-            return h, h
-
-        h, skips = jax.lax.scan(in_step, h, in_state)
+        h, skips = layers.scan_stack(self.in_blocks, lambda blk, h, _: (blk(h, None, *args),) * 2, h, None, policy)
         h = self.mid_block(h, None, *args)
-
-        out_def, out_state = nnx.split(self.out_blocks)
-
-        @remat
-        def out_step(h, xs):
-            block_state, skip = xs
-            return nnx.merge(out_def, block_state)(h, skip, *args), None
-
-        h, _ = jax.lax.scan(out_step, h, (out_state, jnp.flip(skips, axis=0)))
+        h, _ = layers.scan_stack(
+            self.out_blocks, lambda blk, h, skip: (blk(h, skip, *args), None), h, jnp.flip(skips, axis=0), policy
+        )
         shift, scale = jnp.split(self.time_ada_final(time_silu), 2, axis=-1)
         return self.final_block(h, shift, scale).astype(jnp.float32)

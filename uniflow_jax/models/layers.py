@@ -9,6 +9,8 @@ Every parameter is created with two pieces of metadata:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -239,3 +241,35 @@ class GEGLUFeedForward(nnx.Module):
 def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
     """adaLN / FiLM modulation x·(1 + scale) + shift, with (B, D) shift and scale."""
     return x * (1 + scale[:, None, :]) + shift[:, None, :]
+
+
+def create_stack(make: Callable[[nnx.Rngs], nnx.Module], count: int, rngs: nnx.Rngs) -> nnx.Module:
+    """``count`` independently initialised copies of ``make(rngs)`` whose parameters share a leading
+    ``layers`` axis, to be applied with :func:`scan_stack`."""
+
+    @nnx.split_rngs(splits=count)
+    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers", "axes": "layers"})
+    def create(rngs: nnx.Rngs) -> nnx.Module:
+        return make(rngs)
+
+    return create(rngs)
+
+
+def scan_stack(
+    stack: nnx.Module,
+    body: Callable[[nnx.Module, Any, Any], tuple[Any, Any]],
+    carry: Any,
+    xs: Any = None,
+    remat_policy: Callable | None = None,
+) -> tuple[Any, Any]:
+    """Runs ``body(layer, carry, x) -> (carry, y)`` over the layers of a stacked module with ``lax.scan``
+    (one traced layer whatever the depth), optionally rematerialised with ``remat_policy``."""
+    graphdef, state = nnx.split(stack)
+
+    def step(carry, inputs):
+        layer_state, x = inputs
+        return body(nnx.merge(graphdef, layer_state), carry, x)
+
+    if remat_policy is not None:
+        step = jax.checkpoint(step, policy=remat_policy)
+    return jax.lax.scan(step, carry, (state, xs))

@@ -29,7 +29,7 @@ _TO_TORCH = {
     "conv_transpose": lambda t: t.transpose(1, 2, 0),
     "plain": lambda t: t,
 }
-_LEAF_NAMES = {"kernel": "weight", "scale": "weight"}
+_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
 
 
 class WeightLoadError(ValueError):

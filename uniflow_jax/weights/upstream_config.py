@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from uniflow_jax.models.dit import DiTConfig
+from uniflow_jax.models.fastspeech2 import FastSpeech2Config
 from uniflow_jax.models.vae import VAEConfig
 
 
@@ -81,4 +82,24 @@ def vae_config(kwargs: Mapping[str, Any], **overrides: Any) -> VAEConfig:
         io_channels=kwargs.get("io_channels", 1),
         sample_rate=kwargs.get("sample_rate", 24000),
         **overrides,
+    )
+
+
+def fastspeech2_config(kwargs: Mapping[str, Any]) -> FastSpeech2Config:
+    """``FastSpeech2PhonemeEncoder`` / ``FastSpeech2MIDIEncoder`` arguments → :class:`FastSpeech2Config`."""
+    spk = kwargs.get("spk") or {}
+    fmt = spk.get("encoding_format", "embedding")
+    if fmt not in ("embedding", "id"):
+        raise UnsupportedUpstreamConfig(f"FastSpeech2: speaker encoding_format={fmt!r} (supported: embedding, id)")
+    return FastSpeech2Config(
+        vocab_size=kwargs["phone_vocab_size"],
+        d_model=kwargs["d_model"],
+        num_layers=kwargs["num_layers"],
+        num_heads=kwargs["num_heads"],
+        kernel_size=kwargs["ffn_kernel_size"],
+        d_out=kwargs["d_out"],
+        speaker_dim=spk.get("spk_embed_dim", 256) if fmt == "embedding" else 0,
+        num_speakers=spk["num_spk"] if fmt == "id" else 0,
+        midi_vocab_size=kwargs.get("midi_vocab_size", 300),
+        slur_vocab_size=kwargs.get("slur_vocab_size", 2),
     )
