@@ -23,8 +23,8 @@ from absl import flags
 from flax import nnx
 
 from uniflow_jax import cli
-from uniflow_jax.models import dit, fastspeech2, vae
-from uniflow_jax.weights import names, torch_import, upstream_config
+from uniflow_jax.models import adapter, clip, dit, fastspeech2, t5, vae
+from uniflow_jax.weights import hf, names, torch_import, upstream_config
 
 Outputs = dict[str, tuple[np.ndarray, np.ndarray]]  # output name -> (ours, original)
 
@@ -124,6 +124,44 @@ def check_midi_encoder(ref_dir: pathlib.Path) -> Outputs:
     }
 
 
+def check_adapter(ref_dir: pathlib.Path) -> Outputs:
+    cfg = upstream_config.adapter_config(_config(ref_dir, "adapter"))
+    tensors, io = _arrays(ref_dir, "adapter")
+    graphdef, state = torch_import.load_module(
+        lambda: adapter.CrossAttentionAdapter(cfg, rngs=nnx.Rngs(0)), tensors, names.ADAPTER
+    )
+    args = (io["content"], io["content_mask"], io["instruction"], io["instruction_mask"])
+    out = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))(state, *args)
+    return {
+        "out_content_out": (np.asarray(out.content), io["out_content_out"]),
+        "out_content_mask_out": (io["content_mask"], io["out_content_mask_out"]),
+        "out_global_duration": (np.asarray(out.global_duration), io["out_global_duration"]),
+        "out_local_duration": (np.asarray(out.local_duration), io["out_local_duration"]),
+    }
+
+
+def check_t5_encoder(ref_dir: pathlib.Path) -> Outputs:
+    cfg = hf.t5_config(_config(ref_dir, "t5_encoder"))
+    tensors, io = _arrays(ref_dir, "t5_encoder")
+    make = lambda: t5.T5Encoder(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+    graphdef, state = torch_import.load_module(make, hf.t5_encoder_tensors(tensors), names.T5)
+    out = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))(state, io["input_ids"], io["attention_mask"])
+    return {"out_last_hidden_state": (np.asarray(out), io["out_last_hidden_state"])}
+
+
+def check_clip_vision(ref_dir: pathlib.Path) -> Outputs:
+    cfg = hf.clip_vision_config(_config(ref_dir, "clip_vision"))
+    tensors, io = _arrays(ref_dir, "clip_vision")
+    make = lambda: clip.CLIPVisionEncoder(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+    graphdef, state = torch_import.load_module(make, hf.clip_vision_tensors(tensors), names.CLIP_VISION)
+    pixels = jnp.asarray(io["pixel_values"]).transpose(0, 2, 3, 1)
+    pooled, hidden = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(state, pixels)
+    return {
+        "out_pooler_output": (np.asarray(pooled), io["out_pooler_output"]),
+        "out_last_hidden_state": (np.asarray(hidden), io["out_last_hidden_state"]),
+    }
+
+
 # Outputs printed for diagnosis but not held to the tolerance, with the reason.
 INFORMATIONAL = {
     ("midi_encoder", "out_ref_rel_pos_table"): (
@@ -137,6 +175,9 @@ COMPONENTS: dict[str, Callable[[pathlib.Path], Outputs]] = {
     "vae": check_vae,
     "phoneme_encoder": check_phoneme_encoder,
     "midi_encoder": check_midi_encoder,
+    "adapter": check_adapter,
+    "t5_encoder": check_t5_encoder,
+    "clip_vision": check_clip_vision,
 }
 
 

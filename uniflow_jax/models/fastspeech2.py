@@ -39,11 +39,6 @@ class FastSpeech2Config:
     slur_vocab_size: int = 2
 
 
-def embed(num: int, dim: int, std: float, rngs: nnx.Rngs) -> nnx.Embed:
-    init = layers.init_with_axes(nnx.initializers.normal(std), ("vocab", "embed"))
-    return nnx.Embed(num, dim, embedding_init=init, rngs=rngs)
-
-
 def fairseq_positions_table(num_positions: int, dim: int) -> np.ndarray:
     """fairseq's sinusoid table: [sin | cos] halves, frequencies exp(−ln 10⁴·i/(d/2 − 1)); row 0 (padding) = 0."""
     half = dim // 2
@@ -67,20 +62,6 @@ def reversed_relative_positions_table(num_rows: int, dim: int) -> np.ndarray:
     return table
 
 
-class SelfAttention(nnx.Module):
-    """Multi-head self-attention without biases; q|k|v in one projection (torch's ``in_proj_weight``)."""
-
-    def __init__(self, dim: int, num_heads: int, *, rngs: nnx.Rngs):
-        self.num_heads = num_heads
-        self.in_proj = Linear(dim, 3 * dim, ("embed", "heads"), use_bias=False, rngs=rngs)
-        self.out_proj = Linear(dim, dim, ("heads", "embed"), use_bias=False, rngs=rngs)
-
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        b, t, d = x.shape
-        q, k, v = (a.reshape(b, t, self.num_heads, d // self.num_heads) for a in jnp.split(self.in_proj(x), 3, -1))
-        return self.out_proj(layers.masked_attention(q, k, v, mask).reshape(b, t, d))
-
-
 class FFTLayer(nnx.Module):
     """Pre-LN: x += Attn(LN(x)); zero pads; x += FFN(LN(x)); zero pads. FFN = Conv(k)·k^−½ → GELU → Linear."""
 
@@ -88,14 +69,15 @@ class FFTLayer(nnx.Module):
         d, k = cfg.d_model, cfg.kernel_size
         self.kernel_size = k
         self.layer_norm1 = LayerNorm(d, "embed", rngs=rngs)
-        self.self_attn = SelfAttention(d, cfg.num_heads, rngs=rngs)
+        self.self_attn = layers.TorchMultiheadAttention(d, cfg.num_heads, use_bias=False, rngs=rngs)
         self.layer_norm2 = LayerNorm(d, "embed", rngs=rngs)
         self.ffn_1 = layers.Conv1d(d, 4 * d, k, ("embed", "mlp"), padding=k // 2, rngs=rngs)
         self.ffn_2 = Linear(4 * d, d, ("mlp", "embed"), rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
         keep = mask[..., None].astype(x.dtype)
-        x = (x + self.self_attn(self.layer_norm1(x), mask)) * keep
+        h = self.layer_norm1(x)
+        x = (x + self.self_attn(h, h, mask)) * keep
         h = self.ffn_1(self.layer_norm2(x)) * self.kernel_size**-0.5
         return (x + self.ffn_2(jax.nn.gelu(h, approximate=False))) * keep
 
@@ -106,11 +88,11 @@ class FastSpeech2Encoder(nnx.Module):
     def __init__(self, cfg: FastSpeech2Config, *, rngs: nnx.Rngs):
         self.cfg = cfg
         d = cfg.d_model
-        self.phone_embed = embed(cfg.vocab_size, d, d**-0.5, rngs)
+        self.phone_embed = layers.embed(cfg.vocab_size, d, d**-0.5, rngs)
         self.layers = layers.create_stack(lambda r: FFTLayer(cfg, rngs=r), cfg.num_layers, rngs)
         self.final_norm = LayerNorm(d, "embed", rngs=rngs)
         if cfg.num_speakers:
-            self.spk_embed_proj = embed(cfg.num_speakers + 1, d, d**-0.5, rngs)
+            self.spk_embed_proj = layers.embed(cfg.num_speakers + 1, d, d**-0.5, rngs)
         else:
             self.spk_embed_proj = Linear(cfg.speaker_dim, d, ("channels", "embed"), rngs=rngs)
         self.out_proj = Linear(d, cfg.d_out, ("embed", "channels"), rngs=rngs)
@@ -144,9 +126,9 @@ class MidiEncoder(FastSpeech2Encoder):
     def __init__(self, cfg: FastSpeech2Config, *, rngs: nnx.Rngs):
         super().__init__(cfg, rngs=rngs)
         d = cfg.d_model
-        self.midi_embed = embed(cfg.midi_vocab_size, d, d**-0.5, rngs)
+        self.midi_embed = layers.embed(cfg.midi_vocab_size, d, d**-0.5, rngs)
         self.midi_dur_embed = Linear(1, d, (None, "embed"), rngs=rngs)
-        self.is_slur_embed = embed(cfg.slur_vocab_size, d, d**-0.5, rngs)
+        self.is_slur_embed = layers.embed(cfg.slur_vocab_size, d, d**-0.5, rngs)
 
     def __call__(
         self,

@@ -30,6 +30,13 @@ def init_with_axes(init: Initializer, axes: tuple[str | None, ...], torch: str =
     return nnx.with_metadata(init, axes=axes, torch=torch)
 
 
+def embed(num: int, dim: int, std: float, rngs: nnx.Rngs) -> nnx.Embed:
+    """An embedding table (num, dim) ~ N(0, std²) with logical axes ('vocab', 'embed')."""
+    return nnx.Embed(
+        num, dim, embedding_init=init_with_axes(nnx.initializers.normal(std), ("vocab", "embed")), rngs=rngs
+    )
+
+
 class Buffer(nnx.Variable):
     """Non-trainable state that the original checkpoints store next to the weights (e.g. RoPE frequencies)."""
 
@@ -213,6 +220,25 @@ class Attention(nnx.Module):
         q = parallel.constrain(q.astype(v.dtype), ("batch", "length", "heads", "kv"))
         out = masked_attention(q, k.astype(v.dtype), v, key_mask)
         return self.proj(out.reshape(b, t, d))
+
+
+class TorchMultiheadAttention(nnx.Module):
+    """``torch.nn.MultiheadAttention`` (equal q/k/v widths): one packed q|k|v projection, no q/k norms."""
+
+    def __init__(self, dim: int, num_heads: int, *, use_bias: bool, rngs: nnx.Rngs):
+        self.num_heads = num_heads
+        self.in_proj = Linear(dim, 3 * dim, ("embed", "heads"), use_bias=use_bias, rngs=rngs)
+        self.out_proj = Linear(dim, dim, ("heads", "embed"), use_bias=use_bias, rngs=rngs)
+
+    def __call__(self, query: jax.Array, key_value: jax.Array, key_mask: jax.Array | None) -> jax.Array:
+        d = query.shape[-1]
+        kernel = self.in_proj.kernel[...]
+        bias = self.in_proj.bias[...] if self.in_proj.bias is not None else jnp.zeros((3 * d,), kernel.dtype)
+        q = query @ kernel[:, :d] + bias[:d]
+        k, v = jnp.split(key_value @ kernel[:, d:] + bias[d:], 2, axis=-1)
+        heads = lambda a: a.reshape(*a.shape[:2], self.num_heads, d // self.num_heads)  # noqa: E731
+        out = masked_attention(heads(q), heads(k), heads(v), key_mask)
+        return self.out_proj(out.reshape(query.shape))
 
 
 class Rotary(nnx.Module):

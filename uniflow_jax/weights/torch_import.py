@@ -20,6 +20,7 @@ _LAYOUTS = {
     "linear": lambda t: t.T,  # (out, in) -> (in, out)
     "conv": lambda t: t.transpose(2, 1, 0),  # (out, in, k) -> (k, in, out)
     "conv_transpose": lambda t: t.transpose(2, 0, 1),  # (in, out, k) -> (k, in, out)
+    "conv2d": lambda t: t.transpose(2, 3, 1, 0),  # (out, in, kh, kw) -> (kh, kw, in, out)
     "plain": lambda t: t,
 }
 # Inverse layouts, for writing our parameters back under the original names.
@@ -27,6 +28,7 @@ _TO_TORCH = {
     "linear": lambda t: t.T,
     "conv": lambda t: t.transpose(2, 1, 0),
     "conv_transpose": lambda t: t.transpose(1, 2, 0),
+    "conv2d": lambda t: t.transpose(3, 2, 0, 1),
     "plain": lambda t: t,
 }
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
@@ -43,11 +45,13 @@ class NameMap:
     ``renames``: (regex, replacement) pairs applied to our dotted path, in order.
     ``stacked``: our path prefixes of scanned stacks; the layer index is inserted after them.
     ``prefix``: prepended to every original name (e.g. ``"backbone."``).
+    ``aliases``: original names (regexes, after the prefix) that duplicate a loaded tensor and are skipped.
     """
 
     renames: Sequence[tuple[str, str]] = ()
     stacked: Sequence[str] = ()
     prefix: str = ""
+    aliases: Sequence[str] = ()
 
     def original_name(self, path: tuple, layer: int | None = None) -> str:
         parts = [str(p) for p in path]
@@ -99,7 +103,8 @@ def import_state(
         if len(values) == len(layer_ids):
             flat.append((path, var.replace(np.stack(values) if stacked else values[0])))
     if strict:
-        extra = sorted(k for k in tensors if k.startswith(names.prefix) and k not in used)
+        aliased = lambda k: any(re.fullmatch(names.prefix + a, k) for a in names.aliases)  # noqa: E731
+        extra = sorted(k for k in tensors if k.startswith(names.prefix) and k not in used and not aliased(k))
         problems.extend(f"unexpected: {k} {tuple(np.shape(tensors[k]))}" for k in extra)
     if problems:
         raise WeightLoadError(f"{len(problems)} problem(s) loading weights:\n  " + "\n  ".join(problems))
@@ -123,6 +128,21 @@ def export_state(state: nnx.State, names: NameMap) -> dict[str, np.ndarray]:
                 array = array.reshape(-1, 1, 1)
             out[names.original_name(path, layer)] = np.ascontiguousarray(array)
     return out
+
+
+def original_shapes(state: nnx.State, names: NameMap) -> dict[str, tuple[int, ...]]:
+    """The original name and shape of every tensor ``state`` (abstract is enough) corresponds to."""
+    shapes = {}
+    for path, var in _variables(state):
+        layout = var.get_metadata().get("torch", "plain")
+        stacked = var.get_metadata().get("axes", (None,))[0] == "layers"
+        layer_shape = var.shape[1:] if stacked else var.shape
+        torch_shape = _TO_TORCH[layout](np.broadcast_to(np.float32(0), layer_shape)).shape
+        if path[-1] == "weight_g":
+            torch_shape = (*torch_shape, 1, 1)
+        for layer in range(var.shape[0]) if stacked else [None]:
+            shapes[names.original_name(path, layer)] = tuple(torch_shape)
+    return shapes
 
 
 def read_safetensors(path: str) -> dict[str, np.ndarray]:

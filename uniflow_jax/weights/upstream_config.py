@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from uniflow_jax.models.adapter import AdapterConfig
 from uniflow_jax.models.dit import DiTConfig
 from uniflow_jax.models.fastspeech2 import FastSpeech2Config
 from uniflow_jax.models.vae import VAEConfig
@@ -102,4 +103,22 @@ def fastspeech2_config(kwargs: Mapping[str, Any]) -> FastSpeech2Config:
         num_speakers=spk["num_spk"] if fmt == "id" else 0,
         midi_vocab_size=kwargs.get("midi_vocab_size", 300),
         slur_vocab_size=kwargs.get("slur_vocab_size", 2),
+    )
+
+
+def adapter_config(kwargs: Mapping[str, Any]) -> AdapterConfig:
+    """``CrossAttentionAdapter(content_dim, d_out, prefix_dim, num_heads, ..., dp={...})`` → :class:`AdapterConfig`."""
+    dims = {kwargs.get(k, kwargs["content_dim"]) for k in ("content_dim", "d_out", "prefix_dim")}
+    if len(dims) != 1:
+        raise UnsupportedUpstreamConfig(f"CrossAttentionAdapter: content_dim, d_out and prefix_dim must agree: {dims}")
+    dp = kwargs["dp"]
+    if dp["in_channels"] != kwargs["content_dim"]:
+        raise UnsupportedUpstreamConfig("DurationPredictor: in_channels must equal content_dim")
+    return AdapterConfig(
+        dim=kwargs["content_dim"],
+        num_heads=kwargs["num_heads"],
+        duration_grad_scale=kwargs.get("duration_grad_scale", 0.1),
+        filter_channels=dp["filter_channels"],
+        num_layers=dp["n_layers"],
+        kernel_size=dp["kernel_size"],
     )
