@@ -100,11 +100,14 @@ def classifier_free_guidance(velocity_fn: VelocityFn, guidance_scale: float) -> 
     return guided
 
 
-def euler_sample(velocity_fn: VelocityFn, noise: jax.Array, sigmas: jax.Array) -> jax.Array:
+def euler_sample(
+    velocity_fn: VelocityFn, noise: jax.Array, sigmas: jax.Array, *, trajectory: bool = False
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Integrates from σ_0 = 1 (``noise``) down the grid with Euler steps x ← x + (σ_{k+1} − σ_k)·v.
 
     One network call per step, all inside a ``lax.scan`` (trace once, no host round-trips).
     ``velocity_fn(x, t)`` gets the (B,) timestep on the 0..1000 scale, truncated to an integer.
+    With ``trajectory`` the latents entering each step, (N, B, ...), are returned too.
     """
     sigmas = jnp.asarray(sigmas, jnp.float32)
     timesteps = jnp.trunc(sigmas[:-1] * jnp.float32(NUM_TRAIN_TIMESTEPS))
@@ -113,7 +116,7 @@ def euler_sample(velocity_fn: VelocityFn, noise: jax.Array, sigmas: jax.Array) -
     def step(x, xs):
         sigma, sigma_next, t = xs
         v = velocity_fn(x, jnp.full((batch,), t, jnp.float32))
-        return (x + (sigma_next - sigma) * v.astype(x.dtype)), None
+        return x + (sigma_next - sigma) * v.astype(x.dtype), x if trajectory else None
 
-    x, _ = jax.lax.scan(step, noise, (sigmas[:-1], sigmas[1:], timesteps))
-    return x
+    x, steps = jax.lax.scan(step, noise, (sigmas[:-1], sigmas[1:], timesteps))
+    return (x, steps) if trajectory else x

@@ -23,7 +23,8 @@ from absl import flags
 from flax import nnx
 
 from uniflow_jax import cli
-from uniflow_jax.models import adapter, clip, dit, fastspeech2, t5, vae
+from uniflow_jax import tasks
+from uniflow_jax.models import adapter, clip, dit, fastspeech2, t5, uniflow, vae
 from uniflow_jax.weights import hf, names, torch_import, upstream_config
 
 Outputs = dict[str, tuple[np.ndarray, np.ndarray]]  # output name -> (ours, original)
@@ -141,7 +142,7 @@ def check_adapter(ref_dir: pathlib.Path) -> Outputs:
 
 
 def check_t5_encoder(ref_dir: pathlib.Path) -> Outputs:
-    cfg = hf.t5_config(_config(ref_dir, "t5_encoder"))
+    cfg = upstream_config.t5_config(_config(ref_dir, "t5_encoder"))
     tensors, io = _arrays(ref_dir, "t5_encoder")
     make = lambda: t5.T5Encoder(cfg, rngs=nnx.Rngs(0))  # noqa: E731
     graphdef, state = torch_import.load_module(make, hf.t5_encoder_tensors(tensors), names.T5)
@@ -150,7 +151,7 @@ def check_t5_encoder(ref_dir: pathlib.Path) -> Outputs:
 
 
 def check_clip_vision(ref_dir: pathlib.Path) -> Outputs:
-    cfg = hf.clip_vision_config(_config(ref_dir, "clip_vision"))
+    cfg = upstream_config.clip_vision_config(_config(ref_dir, "clip_vision"))
     tensors, io = _arrays(ref_dir, "clip_vision")
     make = lambda: clip.CLIPVisionEncoder(cfg, rngs=nnx.Rngs(0))  # noqa: E731
     graphdef, state = torch_import.load_module(make, hf.clip_vision_tensors(tensors), names.CLIP_VISION)
@@ -159,6 +160,176 @@ def check_clip_vision(ref_dir: pathlib.Path) -> Outputs:
     return {
         "out_pooler_output": (np.asarray(pooled), io["out_pooler_output"]),
         "out_last_hidden_state": (np.asarray(hidden), io["out_last_hidden_state"]),
+    }
+
+
+def _padded(rows: list[np.ndarray | None], dtype, min_length: int = 1, tail: tuple[int, ...] = ()):
+    """Zero-pads per-sample arrays (None = absent) along axis 0 into (B, L, ...) plus a (B, L) mask."""
+    length = max([min_length] + [len(r) for r in rows if r is not None])
+    out = np.zeros((len(rows), length, *tail), dtype)
+    mask = np.zeros((len(rows), length), bool)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i, : len(r)], mask[i, : len(r)] = r, True
+    return out, mask
+
+
+def flow_case_inputs(io, case: str, cfg: uniflow.UniFlowConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """An upstream collated batch (``<case>/in_*``) and its recorded draws (``rand_*``) in our layout."""
+    get = lambda key: io[f"{case}/{key}"] if f"{case}/{key}" in io.files else None  # noqa: E731
+    names = [str(t) for t in get("in_task")]
+    kinds = [tasks.get(t).content for t in names]
+    item = lambda i, key, kind: get(f"in_content_{i}_{key}") if kinds[i] == kind else None  # noqa: E731
+    b, hop = len(names), cfg.vae.hop_length
+    batch = {"task": np.array([tasks.index(t) for t in names], np.int32)}
+    batch["phoneme"], batch["phoneme_mask"] = _padded([item(i, "phoneme", "phoneme") for i in range(b)], np.int32)
+    batch["xvector"] = np.stack(
+        [item(i, "spk", "phoneme") if kinds[i] == "phoneme" else np.zeros(cfg.phoneme.speaker_dim) for i in range(b)]
+    ).astype(np.float32)
+    for ours, theirs, dtype in (
+        ("score_phoneme", "phoneme", np.int32),
+        ("midi", "midi", np.int32),
+        ("midi_duration", "midi_duration", np.float32),
+        ("is_slur", "is_slur", np.int32),
+    ):
+        batch[ours], batch["score_mask"] = _padded([item(i, theirs, "score") for i in range(b)], dtype)
+    batch["singer"] = np.array([item(i, "spk", "score") if kinds[i] == "score" else 0 for i in range(b)], np.int32)
+    audio = [item(i, "array", "audio") for i in range(b)]
+    batch["audio"], _ = _padded(audio, np.float32, min_length=hop)
+    batch["audio_lengths"] = np.array([0 if a is None else len(a) for a in audio], np.int32)
+    batch["video"], batch["video_mask"] = _padded(
+        [item(i, "array", "video") for i in range(b)], np.float32, tail=(cfg.video_dim,)
+    )
+    batch["text_ids"], batch["text_mask"] = _padded([item(i, "token_ids", "text") for i in range(b)], np.int32)
+    lengths = lambda key: np.arange(get(key).shape[1])[None] < get(f"{key}_lengths")[:, None]  # noqa: E731
+    batch["instruction"], batch["instruction_mask"] = get("in_instruction"), lengths("in_instruction")
+    if get("in_waveform") is not None:
+        batch["waveform"], batch["waveform_lengths"] = get("in_waveform"), get("in_waveform_lengths")
+        batch["duration"], batch["duration_mask"] = get("in_duration"), lengths("in_duration")
+
+    # SE/SR content posteriors: ε #1, #2, ... in batch order (ε #0 is the target's) when training.
+    first = 1 if get("rand_vae_eps_0") is not None and get("in_waveform") is not None else 0
+    audio_eps = np.zeros((b, batch["audio"].shape[1] // hop, cfg.vae.latent_dim), np.float32)
+    for k, i in enumerate(i for i in range(b) if audio[i] is not None):
+        eps = get(f"rand_vae_eps_{first + k}")[0].T
+        audio_eps[i, : len(eps)] = eps
+    draws = {"audio_eps": audio_eps}
+    if get("in_waveform") is not None:
+        draws["target_eps"] = get("rand_vae_eps_0").transpose(0, 2, 1)
+        draws["noise"] = get("rand_noise_0").transpose(0, 2, 1)
+        cfg_draws = [get(f"rand_cfg_draw_{i}") for i in range(b)]
+        draws["u"] = get("rand_u_0") if get("rand_u_0") is not None else np.full(b, 0.5, np.float32)
+        draws["cfg_drop"] = np.array([d is not None and float(d) < cfg.cfg_drop_prob for d in cfg_draws])
+    else:
+        draws["noise"] = get("rand_init_noise_0").transpose(0, 2, 1)
+    return batch, draws
+
+
+def check_flow_model(ref_dir: pathlib.Path) -> Outputs:
+    config = json.loads((ref_dir / "flow_model_config.json").read_text())
+    tensors = torch_import.read_safetensors(str(ref_dir / "flow_model.safetensors"))
+    results: Outputs = {}
+    for variant in ("dummy", "hybrid"):
+        io = np.load(ref_dir / f"flow_model_{variant}_io.npz")
+        cfg = upstream_config.uniflow_config(config["model"], fusion=variant)
+        frozen_names = torch_import.CompositeNameMap(
+            parts=((("vae",), names.VAE_IN_MODEL), (("t5",), names.T5_IN_MODEL))
+        )
+        graphdef, state = torch_import.load_module(
+            lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0)), tensors, names.UNIFLOW, strict=False
+        )
+        frozen_def, frozen_state = torch_import.load_module(
+            lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(0)), tensors, frozen_names, strict=False
+        )
+        for case, spec in config["cases"].items():
+            batch, draws = flow_case_inputs(io, case, cfg)
+            ref = lambda key: io[f"{case}/{key}"]  # noqa: E731
+            tag = f"{variant}/{case}/"
+            if spec["kind"] in ("train", "val"):
+                run = jax.jit(
+                    lambda s, f, b, d, reduce: nnx.merge(graphdef, s).loss(
+                        nnx.merge(frozen_def, f), b, uniflow.Draws(**d), reduce=reduce
+                    ),
+                    static_argnames="reduce",
+                )
+                out = run(state, frozen_state, batch, draws, reduce=spec["kind"] == "train")
+                for ours, theirs in (
+                    ("total", "total"),
+                    ("diffusion", "diff_loss"),
+                    ("local_duration", "local_duration_loss"),
+                    ("global_duration", "global_duration_loss"),
+                ):
+                    if f"{case}/out_loss_{theirs}" in io.files:
+                        results[tag + f"out_loss_{theirs}"] = (
+                            np.asarray(getattr(out, ours)),
+                            ref(f"out_loss_{theirs}"),
+                        )
+                aux = {k: np.asarray(v) for k, v in out.aux.items()}
+                lk = ref("out_backbone_in_context").shape[1]
+                pairs = {
+                    "out_adapter_content": aux["adapter_content"],
+                    "out_adapter_content_mask": aux["content_mask"],
+                    "out_adapter_local_duration": aux["adapter_local_duration"],
+                    "out_adapter_global_duration": aux["adapter_global_duration"],
+                    "out_backbone_in_x": aux["x_t"].transpose(0, 2, 1),
+                    "out_backbone_in_x_mask": aux["x_mask"],
+                    "out_backbone_in_timesteps": aux["timesteps"],
+                    "out_backbone_in_context": aux["context"][:, :lk],
+                    "out_backbone_in_context_mask": aux["context_mask"][:, :lk],
+                    "out_backbone_in_time_aligned_context": aux["time_aligned_context"],
+                    "out_backbone_out": aux["prediction"].transpose(0, 2, 1),
+                }
+                assert not aux["context_mask"][:, lk:].any(), "context beyond the original's length must be masked"
+            else:
+                pairs = _flow_inference(graphdef, state, frozen_def, frozen_state, batch, draws, spec, ref)
+            for name, ours in pairs.items():
+                results[tag + name] = (np.asarray(ours), ref(name))
+    return results
+
+
+def _flow_inference(graphdef, state, frozen_def, frozen_state, batch, draws, spec, ref) -> dict[str, np.ndarray]:
+    steps, guidance = spec["num_steps"], spec["guidance_scale"]
+
+    @jax.jit
+    def predict(s, f, b, eps):
+        return nnx.merge(graphdef, s).predict_lengths(nnx.merge(frozen_def, f), b, eps)
+
+    prediction = predict(state, frozen_state, batch, draws["audio_eps"])
+    frames = draws["noise"].shape[1]
+
+    @jax.jit
+    def generate(s, f, prediction, noise):
+        model, frozen = nnx.merge(graphdef, s), nnx.merge(frozen_def, f)
+        ta, ctx, ctx_mask, x_mask = model.conditioning(prediction, frames)
+        doubled = uniflow.unconditional_first(ta, ctx, x_mask, ctx_mask)
+        first_call = model.backbone(jnp.concatenate([noise, noise]), jnp.full((2 * noise.shape[0],), 1000.0), *doubled)
+        latent, trajectory = model.sample(
+            prediction, noise, num_steps=steps, guidance_scale=guidance, sway_coef=spec["sway"], trajectory=True
+        )
+        return doubled, first_call, latent, trajectory, frozen.vae.decode(latent)
+
+    doubled, first_call, latent, trajectory, wave = generate(state, frozen_state, prediction, draws["noise"])
+    lk = ref("out_backbone_in_context").shape[1]
+    channels_first = lambda x: np.asarray(x).transpose(0, 2, 1)  # noqa: E731
+    return {
+        "out_adapter_content": prediction["content"],
+        "out_adapter_content_mask": prediction["content_mask"],
+        "out_adapter_local_duration": prediction["local_duration"],
+        "out_adapter_global_duration": prediction["global_duration"],
+        "out_local_duration_seconds": prediction["local_seconds"],
+        "out_global_duration_seconds": prediction["global_seconds"],
+        "out_latent_lengths": prediction["lengths"],
+        "out_latent_mask": doubled[2][len(doubled[2]) // 2 :],
+        "out_expanded_content": uniflow.expand_units(prediction["content"], prediction["counts"], frames),
+        "out_backbone_in_x_mask": doubled[2],
+        "out_backbone_in_context": doubled[1][:, :lk],
+        "out_backbone_in_context_mask": doubled[3][:, :lk],
+        "out_backbone_in_time_aligned_context": doubled[0],
+        "out_backbone_out_step0": channels_first(first_call),
+        # The original makes one more (no-op, Δσ = 0) call: its last "latent entering a step" is our result.
+        "out_step_latents": np.concatenate([trajectory, latent[None]]).transpose(0, 1, 3, 2),
+        "out_final_latent": channels_first(latent),
+        "out_waveform_out": np.asarray(wave)[:, None, :],
     }
 
 
@@ -178,6 +349,7 @@ COMPONENTS: dict[str, Callable[[pathlib.Path], Outputs]] = {
     "adapter": check_adapter,
     "t5_encoder": check_t5_encoder,
     "clip_vision": check_clip_vision,
+    "flow_model": check_flow_model,
 }
 
 

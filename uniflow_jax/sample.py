@@ -21,26 +21,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from uniflow_jax import cli, config_lib, flow, nnx_utils, parallel
-from uniflow_jax.models import dit, vae
-
-
-def dit_velocity(
-    model: dit.DiT,
-    ta_context: jax.Array,
-    context: jax.Array,
-    x_mask: jax.Array,
-    context_mask: jax.Array,
-    guidance_scale: float,
-) -> flow.VelocityFn:
-    """The backbone as a velocity field of (x, t); with guidance > 1 the conditioning is doubled
-    unconditional-first (context and time-aligned stream zeroed, masks kept)."""
-    if guidance_scale <= 1.0:
-        return lambda x, t: model(x, t, ta_context, context, x_mask, context_mask)
-    ta2 = jnp.concatenate([jnp.zeros_like(ta_context), ta_context])
-    ctx2 = jnp.concatenate([jnp.zeros_like(context), context])
-    xm2, cm2 = jnp.concatenate([x_mask, x_mask]), jnp.concatenate([context_mask, context_mask])
-    doubled = lambda x, t: model(x, t, ta2, ctx2, xm2, cm2)  # noqa: E731
-    return flow.classifier_free_guidance(doubled, guidance_scale)
+from uniflow_jax.models import dit, uniflow, vae
 
 
 def make_generate(graphdef: nnx.GraphDef, num_steps: int, sway_coef: float, guidance_scale: float):
@@ -50,7 +31,7 @@ def make_generate(graphdef: nnx.GraphDef, num_steps: int, sway_coef: float, guid
     @jax.jit
     def generate(state, noise, ta_context, context, x_mask, context_mask):
         backbone, autoencoder = nnx.merge(graphdef, state)
-        velocity = dit_velocity(backbone, ta_context, context, x_mask, context_mask, guidance_scale)
+        velocity = uniflow.guided_velocity(backbone, ta_context, context, x_mask, context_mask, guidance_scale)
         latent = flow.euler_sample(velocity, noise, sigmas)
         return autoencoder.decode(latent)
 

@@ -1,4 +1,4 @@
-"""Hugging Face model folders (T5 encoder, CLIP vision): ``config.json`` → our configs, tensors → our names.
+"""Hugging Face model folders (T5 encoder, CLIP vision): reading them and selecting the tensors we load.
 
 Loads the real Flan-T5-large and CLIP ViT-L/14 folders a user downloaded (``model.safetensors``), as
 well as the encoder-only / vision-only state dicts the fixtures use.
@@ -13,44 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from uniflow_jax.models.clip import CLIPVisionConfig
-from uniflow_jax.models.t5 import T5Config
 from uniflow_jax.weights import torch_import
-from uniflow_jax.weights.upstream_config import UnsupportedUpstreamConfig
-
-
-def t5_config(hf: Mapping[str, Any]) -> T5Config:
-    """A transformers ``T5Config`` dict → :class:`T5Config` (gated-GELU T5 v1.1 / Flan-T5 only)."""
-    ff = hf.get("feed_forward_proj", "relu")
-    if ff != "gated-gelu":
-        raise UnsupportedUpstreamConfig(f"T5: feed_forward_proj={ff!r} (supported: 'gated-gelu', as in Flan-T5)")
-    return T5Config(
-        vocab_size=hf["vocab_size"],
-        d_model=hf["d_model"],
-        d_kv=hf["d_kv"],
-        d_ff=hf["d_ff"],
-        num_layers=hf["num_layers"],
-        num_heads=hf["num_heads"],
-        num_buckets=hf.get("relative_attention_num_buckets", 32),
-        max_distance=hf.get("relative_attention_max_distance", 128),
-        eps=hf.get("layer_norm_epsilon", 1e-6),
-    )
-
-
-def clip_vision_config(hf: Mapping[str, Any]) -> CLIPVisionConfig:
-    """A transformers ``CLIPVisionConfig`` (or the ``vision_config`` of a ``CLIPConfig``) → ours."""
-    hf = hf.get("vision_config", hf)
-    if hf.get("hidden_act", "quick_gelu") != "quick_gelu":
-        raise UnsupportedUpstreamConfig(f"CLIP: hidden_act={hf['hidden_act']!r} (supported: 'quick_gelu')")
-    return CLIPVisionConfig(
-        image_size=hf["image_size"],
-        patch_size=hf["patch_size"],
-        hidden_size=hf["hidden_size"],
-        intermediate_size=hf["intermediate_size"],
-        num_layers=hf["num_hidden_layers"],
-        num_heads=hf["num_attention_heads"],
-        eps=hf.get("layer_norm_eps", 1e-5),
-    )
 
 
 def t5_encoder_tensors(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -2,7 +2,13 @@
 
 import dataclasses
 
-from uniflow_jax.weights.torch_import import NameMap
+from uniflow_jax.weights.torch_import import CompositeNameMap, NameMap
+
+
+def with_prefix(names: NameMap, prefix: str) -> NameMap:
+    """The same table for a module nested under ``prefix`` (e.g. ``"backbone."``)."""
+    return dataclasses.replace(names, prefix=prefix)
+
 
 # torch.nn.MultiheadAttention packs q|k|v as in_proj_weight / in_proj_bias.
 _TORCH_MHA = (r"\.in_proj\.(weight|bias)$", r".in_proj_\1")
@@ -75,6 +81,26 @@ CLIP_VISION = NameMap(
 VAE = NameMap()
 
 
-def with_prefix(names: NameMap, prefix: str) -> NameMap:
-    """The same table for a module nested under ``prefix`` (e.g. ``"backbone."``)."""
-    return dataclasses.replace(names, prefix=prefix)
+def _linear(prefix: str) -> NameMap:
+    return NameMap(prefix=prefix)
+
+
+# The trainable UniFlow model (upstream {Dummy,Hybrid}ContentAudioFlowMatching minus its frozen parts).
+UNIFLOW = CompositeNameMap(
+    parts=(
+        (("backbone",), with_prefix(DIT, "backbone.")),
+        (("content_encoder", "phoneme_encoder"), with_prefix(FASTSPEECH2, "content_encoder.phoneme_encoder.")),
+        (("content_encoder", "midi_encoder"), with_prefix(FASTSPEECH2, "content_encoder.midi_encoder.")),
+        (("content_encoder", "audio_proj"), _linear("content_encoder.audio_encoder.proj.")),
+        (("content_encoder", "video_proj"), _linear("content_encoder.video_encoder.mlp.")),
+        (("content_encoder", "text_proj"), _linear("content_encoder.text_encoder.proj.")),
+        (("content_adapter",), with_prefix(ADAPTER, "content_adapter.")),
+    )
+)
+
+# Its frozen encoders as stored in the same state dict. The VAE also appears, aliased, under
+# content_encoder.audio_encoder.model. (the same module registered twice).
+VAE_IN_MODEL = with_prefix(VAE, "autoencoder.")
+VAE_ALIAS_PREFIX = "content_encoder.audio_encoder.model."
+T5_IN_MODEL = with_prefix(T5, "content_encoder.text_encoder.model.")
+FROZEN = CompositeNameMap(parts=((("vae",), VAE_IN_MODEL), (("t5",), T5_IN_MODEL)))

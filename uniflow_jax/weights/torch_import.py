@@ -65,12 +65,33 @@ class NameMap:
         return self.prefix + name
 
 
+@dataclasses.dataclass(frozen=True)
+class CompositeNameMap:
+    """Names for a module made of parts: each (our path prefix, NameMap carrying the original prefix).
+
+    Parameters outside every part keep their own dotted path as the original name.
+    """
+
+    parts: Sequence[tuple[tuple[str, ...], NameMap]]
+    prefix: str = ""
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return tuple(re.escape(names.prefix) + alias for _, names in self.parts for alias in names.aliases)
+
+    def original_name(self, path: tuple, layer: int | None = None) -> str:
+        for ours, names in sorted(self.parts, key=lambda part: -len(part[0])):
+            if tuple(str(p) for p in path[: len(ours)]) == ours:
+                return names.original_name(path[len(ours) :], layer)
+        return NameMap().original_name(path, layer)
+
+
 def _variables(state: nnx.State) -> list[tuple[tuple, nnx.Variable]]:
     return list(nnx.to_flat_state(state))
 
 
 def import_state(
-    target: nnx.State, tensors: Mapping[str, np.ndarray], names: NameMap, *, strict: bool = True
+    target: nnx.State, tensors: Mapping[str, np.ndarray], names: NameMap | CompositeNameMap, *, strict: bool = True
 ) -> nnx.State:
     """Returns ``target`` (abstract or concrete) filled with ``tensors`` converted to our layouts.
 
@@ -111,7 +132,7 @@ def import_state(
     return nnx.from_flat_state(flat)
 
 
-def export_state(state: nnx.State, names: NameMap) -> dict[str, np.ndarray]:
+def export_state(state: nnx.State, names: NameMap | CompositeNameMap) -> dict[str, np.ndarray]:
     """Our parameters as a state dict with the original names and layouts (stacks split per layer).
 
     Vectors keep our shape; ``import_state`` reshapes them back, and PyTorch's ``load_state_dict`` needs
@@ -130,7 +151,7 @@ def export_state(state: nnx.State, names: NameMap) -> dict[str, np.ndarray]:
     return out
 
 
-def original_shapes(state: nnx.State, names: NameMap) -> dict[str, tuple[int, ...]]:
+def original_shapes(state: nnx.State, names: NameMap | CompositeNameMap) -> dict[str, tuple[int, ...]]:
     """The original name and shape of every tensor ``state`` (abstract is enough) corresponds to."""
     shapes = {}
     for path, var in _variables(state):
@@ -151,7 +172,7 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
 
 
 def load_module(
-    make: Callable[[], nnx.Module], tensors: Mapping[str, np.ndarray], names: NameMap, **kwargs
+    make: Callable[[], nnx.Module], tensors: Mapping[str, np.ndarray], names: NameMap | CompositeNameMap, **kwargs
 ) -> tuple[nnx.GraphDef, nnx.State]:
     """Builds ``make()`` abstractly (no random init) and fills it from ``tensors``: (graphdef, state)."""
     graphdef, abstract = nnx.split(nnx.eval_shape(make))

@@ -10,8 +10,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from uniflow_jax.models.adapter import AdapterConfig
+from uniflow_jax.models.clip import CLIPVisionConfig
 from uniflow_jax.models.dit import DiTConfig
 from uniflow_jax.models.fastspeech2 import FastSpeech2Config
+from uniflow_jax.models.t5 import T5Config
+from uniflow_jax.models.uniflow import UniFlowConfig
 from uniflow_jax.models.vae import VAEConfig
 
 
@@ -121,4 +124,55 @@ def adapter_config(kwargs: Mapping[str, Any]) -> AdapterConfig:
         filter_channels=dp["filter_channels"],
         num_layers=dp["n_layers"],
         kernel_size=dp["kernel_size"],
+    )
+
+
+def t5_config(hf: Mapping[str, Any]) -> T5Config:
+    """A transformers ``T5Config`` dict → :class:`T5Config` (gated-GELU T5 v1.1 / Flan-T5 only)."""
+    ff = hf.get("feed_forward_proj", "relu")
+    if ff != "gated-gelu":
+        raise UnsupportedUpstreamConfig(f"T5: feed_forward_proj={ff!r} (supported: 'gated-gelu', as in Flan-T5)")
+    return T5Config(
+        vocab_size=hf["vocab_size"],
+        d_model=hf["d_model"],
+        d_kv=hf["d_kv"],
+        d_ff=hf["d_ff"],
+        num_layers=hf["num_layers"],
+        num_heads=hf["num_heads"],
+        num_buckets=hf.get("relative_attention_num_buckets", 32),
+        max_distance=hf.get("relative_attention_max_distance", 128),
+        eps=hf.get("layer_norm_epsilon", 1e-6),
+    )
+
+
+def clip_vision_config(hf: Mapping[str, Any]) -> CLIPVisionConfig:
+    """A transformers ``CLIPVisionConfig`` (or the ``vision_config`` of a ``CLIPConfig``) → ours."""
+    hf = hf.get("vision_config", hf)
+    if hf.get("hidden_act", "quick_gelu") != "quick_gelu":
+        raise UnsupportedUpstreamConfig(f"CLIP: hidden_act={hf['hidden_act']!r} (supported: 'quick_gelu')")
+    return CLIPVisionConfig(
+        image_size=hf["image_size"],
+        patch_size=hf["patch_size"],
+        hidden_size=hf["hidden_size"],
+        intermediate_size=hf["intermediate_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"],
+        eps=hf.get("layer_norm_eps", 1e-5),
+    )
+
+
+def uniflow_config(kwargs: Mapping[str, Any], *, fusion: str = "dummy", **overrides: Any) -> UniFlowConfig:
+    """The complete model's arguments (backbone, vae, phoneme, midi, adapter, t5, video_feat_dim, content_dim)."""
+    d = kwargs["content_dim"]
+    return UniFlowConfig(
+        dit=dit_config(kwargs["backbone"]),
+        vae=vae_config(kwargs["vae"]),
+        phoneme=fastspeech2_config({"d_out": d, **kwargs["phoneme"]}),
+        score=fastspeech2_config({"d_out": d, **kwargs["midi"]}),
+        adapter=adapter_config({"content_dim": d, "d_out": d, **kwargs["adapter"]}),
+        t5=t5_config(kwargs["t5"]),
+        content_dim=d,
+        video_dim=kwargs["video_feat_dim"],
+        fusion=fusion,
+        **overrides,
     )
