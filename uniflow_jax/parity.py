@@ -11,6 +11,7 @@ an output exceeds the tolerance or a requested component cannot be checked.
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import sys
@@ -22,8 +23,7 @@ import numpy as np
 from absl import flags
 from flax import nnx
 
-from uniflow_jax import cli
-from uniflow_jax import tasks
+from uniflow_jax import cli, tasks
 from uniflow_jax.models import adapter, clip, dit, fastspeech2, t5, uniflow, vae
 from uniflow_jax.weights import hf, names, torch_import, upstream_config
 
@@ -226,68 +226,76 @@ def flow_case_inputs(io, case: str, cfg: uniflow.UniFlowConfig) -> tuple[dict[st
 
 
 def check_flow_model(ref_dir: pathlib.Path) -> Outputs:
+    """Both fusion variants, every recorded case: losses, intermediates, lengths, latents, waveforms."""
     config = json.loads((ref_dir / "flow_model_config.json").read_text())
     tensors = torch_import.read_safetensors(str(ref_dir / "flow_model.safetensors"))
     results: Outputs = {}
     for variant in ("dummy", "hybrid"):
         io = np.load(ref_dir / f"flow_model_{variant}_io.npz")
         cfg = upstream_config.uniflow_config(config["model"], fusion=variant)
-        frozen_names = torch_import.CompositeNameMap(
-            parts=((("vae",), names.VAE_IN_MODEL), (("t5",), names.T5_IN_MODEL))
+        model = torch_import.load_module(
+            lambda cfg=cfg: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0)), tensors, names.UNIFLOW, strict=False
         )
-        graphdef, state = torch_import.load_module(
-            lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0)), tensors, names.UNIFLOW, strict=False
-        )
-        frozen_def, frozen_state = torch_import.load_module(
-            lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(0)), tensors, frozen_names, strict=False
+        frozen = torch_import.load_module(
+            lambda cfg=cfg: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(0)), tensors, names.FROZEN, strict=False
         )
         for case, spec in config["cases"].items():
             batch, draws = flow_case_inputs(io, case, cfg)
-            ref = lambda key: io[f"{case}/{key}"]  # noqa: E731
-            tag = f"{variant}/{case}/"
-            if spec["kind"] in ("train", "val"):
-                run = jax.jit(
-                    lambda s, f, b, d, reduce: nnx.merge(graphdef, s).loss(
-                        nnx.merge(frozen_def, f), b, uniflow.Draws(**d), reduce=reduce
-                    ),
-                    static_argnames="reduce",
-                )
-                out = run(state, frozen_state, batch, draws, reduce=spec["kind"] == "train")
-                for ours, theirs in (
-                    ("total", "total"),
-                    ("diffusion", "diff_loss"),
-                    ("local_duration", "local_duration_loss"),
-                    ("global_duration", "global_duration_loss"),
-                ):
-                    if f"{case}/out_loss_{theirs}" in io.files:
-                        results[tag + f"out_loss_{theirs}"] = (
-                            np.asarray(getattr(out, ours)),
-                            ref(f"out_loss_{theirs}"),
-                        )
-                aux = {k: np.asarray(v) for k, v in out.aux.items()}
-                lk = ref("out_backbone_in_context").shape[1]
-                pairs = {
-                    "out_adapter_content": aux["adapter_content"],
-                    "out_adapter_content_mask": aux["content_mask"],
-                    "out_adapter_local_duration": aux["adapter_local_duration"],
-                    "out_adapter_global_duration": aux["adapter_global_duration"],
-                    "out_backbone_in_x": aux["x_t"].transpose(0, 2, 1),
-                    "out_backbone_in_x_mask": aux["x_mask"],
-                    "out_backbone_in_timesteps": aux["timesteps"],
-                    "out_backbone_in_context": aux["context"][:, :lk],
-                    "out_backbone_in_context_mask": aux["context_mask"][:, :lk],
-                    "out_backbone_in_time_aligned_context": aux["time_aligned_context"],
-                    "out_backbone_out": aux["prediction"].transpose(0, 2, 1),
-                }
-                assert not aux["context_mask"][:, lk:].any(), "context beyond the original's length must be masked"
-            else:
-                pairs = _flow_inference(graphdef, state, frozen_def, frozen_state, batch, draws, spec, ref)
-            for name, ours in pairs.items():
-                results[tag + name] = (np.asarray(ours), ref(name))
+            ref = functools.partial(lambda io, case, key: io[f"{case}/{key}"], io, case)
+            run = _flow_training if spec["kind"] in ("train", "val") else _flow_inference
+            for name, (ours, original) in run(model, frozen, batch, draws, spec, ref).items():
+                results[f"{variant}/{case}/{name}"] = (np.asarray(ours), original)
     return results
 
 
-def _flow_inference(graphdef, state, frozen_def, frozen_state, batch, draws, spec, ref) -> dict[str, np.ndarray]:
+def _flow_training(model, frozen, batch, draws, spec, ref) -> Outputs:
+    (graphdef, state), (frozen_def, frozen_state) = model, frozen
+    reduce = spec["kind"] == "train"
+
+    @jax.jit
+    def run(s, f, b, d):
+        return nnx.merge(graphdef, s).loss(nnx.merge(frozen_def, f), b, uniflow.Draws(**d), reduce=reduce)
+
+    out = run(state, frozen_state, batch, draws)
+    aux = {k: np.asarray(v) for k, v in out.aux.items()}
+    lk = ref("out_backbone_in_context").shape[1]
+    expanded = uniflow.expand_units(aux["adapter_content"], aux["counts"], ref("out_expanded_content").shape[1])
+    ours = {
+        "out_loss_total": out.total,
+        "out_loss_diff_loss": out.diffusion,
+        "out_loss_local_duration_loss": out.local_duration,
+        "out_loss_global_duration_loss": out.global_duration,
+        "out_enc_content": aux["content"],
+        "out_enc_content_mask": aux["content_mask"],
+        "out_adapter_content": aux["adapter_content"],
+        "out_adapter_content_mask": aux["content_mask"],
+        "out_adapter_local_duration": aux["adapter_local_duration"],
+        "out_adapter_global_duration": aux["adapter_global_duration"],
+        "out_expanded_content": expanded,
+        "out_backbone_in_x": aux["x_t"].transpose(0, 2, 1),
+        "out_backbone_in_x_mask": aux["x_mask"],
+        "out_backbone_in_timesteps": aux["timesteps"],
+        "out_backbone_in_context": aux["context"][:, :lk],
+        "out_backbone_in_context_mask": aux["context_mask"][:, :lk],
+        "out_backbone_in_time_aligned_context": aux["time_aligned_context"],
+        "out_backbone_out": aux["prediction"].transpose(0, 2, 1),
+    }
+    outputs = {name: (value, ref(name)) for name, value in ours.items() if _has(ref, name)}
+    # Our context keeps the padded content length (static shapes); what lies past the original's must be masked.
+    outputs["context_mask_past_original_length"] = (aux["context_mask"][:, lk:].any(), np.False_)
+    return outputs
+
+
+def _has(ref, name: str) -> bool:
+    try:
+        ref(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _flow_inference(model, frozen, batch, draws, spec, ref) -> Outputs:
+    (graphdef, state), (frozen_def, frozen_state) = model, frozen
     steps, guidance = spec["num_steps"], spec["guidance_scale"]
 
     @jax.jit
@@ -311,7 +319,7 @@ def _flow_inference(graphdef, state, frozen_def, frozen_state, batch, draws, spe
     doubled, first_call, latent, trajectory, wave = generate(state, frozen_state, prediction, draws["noise"])
     lk = ref("out_backbone_in_context").shape[1]
     channels_first = lambda x: np.asarray(x).transpose(0, 2, 1)  # noqa: E731
-    return {
+    ours = {
         "out_adapter_content": prediction["content"],
         "out_adapter_content_mask": prediction["content_mask"],
         "out_adapter_local_duration": prediction["local_duration"],
@@ -331,6 +339,7 @@ def _flow_inference(graphdef, state, frozen_def, frozen_state, batch, draws, spe
         "out_final_latent": channels_first(latent),
         "out_waveform_out": np.asarray(wave)[:, None, :],
     }
+    return {name: (value, ref(name)) for name, value in ours.items()}
 
 
 # Outputs printed for diagnosis but not held to the tolerance, with the reason.

@@ -177,10 +177,10 @@ class UniFlow(nnx.Module):
 
     def adapt(
         self, frozen: FrozenEncoders, batch: Batch, audio_eps: jax.Array
-    ) -> tuple[adapter.AdapterOutput, jax.Array]:
+    ) -> tuple[jax.Array, jax.Array, adapter.AdapterOutput]:
+        """(encoded content, its mask, the adapter's outputs)."""
         content, mask = self.encode_content(frozen, batch, audio_eps)
-        out = self.content_adapter(content, mask, batch["instruction"], batch["instruction_mask"])
-        return out, mask
+        return content, mask, self.content_adapter(content, mask, batch["instruction"], batch["instruction_mask"])
 
     # ----------------------------------------------------------------------------------------- fusion
     def fuse(
@@ -208,13 +208,14 @@ class UniFlow(nnx.Module):
         frames = batch["waveform_lengths"] // hop
         x_mask = jnp.arange(num_frames)[None] < frames[:, None]
 
-        out, content_mask = self.adapt(frozen, batch, draws.audio_eps)
+        content, content_mask, out = self.adapt(frozen, batch, draws.audio_eps)
         lc = content_mask.shape[1]
         seconds = _pad_to(batch["duration"], max(lc, batch["duration"].shape[1]))[:, :lc]
         dur_mask = _pad_to(batch["duration_mask"], max(lc, batch["duration"].shape[1]))[:, :lc]
         seconds = jnp.where(dur_mask, seconds, 0.0)
 
-        ta_stream = expand_units(out.content, duration_counts(seconds), num_frames)
+        counts = duration_counts(seconds)
+        ta_stream = expand_units(out.content, counts, num_frames)
         ta, ctx, ctx_mask = self.fuse(out.content, content_mask, ta_stream, is_ta, draws.cfg_drop)
         sigma, timesteps = flow.timesteps_from_u(draws.u)
         x_t = flow.interpolate(x0, draws.noise, sigma)
@@ -230,7 +231,9 @@ class UniFlow(nnx.Module):
 
         per_sample = {"diffusion": diff, "local_duration": local, "global_duration": glob}
         aux = {
+            "content": content,
             "content_mask": content_mask,
+            "counts": counts,
             "adapter_content": out.content,
             "adapter_local_duration": out.local_duration,
             "adapter_global_duration": out.global_duration,
@@ -284,7 +287,7 @@ class UniFlow(nnx.Module):
         TA: Σ round(d̂_i·50) with d̂ = (⌈exp(l̂)·mask⌉ − 1)·5 ms (or the given durations); NTA:
         round((exp(ĝ) − 1)·50).
         """
-        out, mask = self.adapt(frozen, batch, audio_eps)
+        _, mask, out = self.adapt(frozen, batch, audio_eps)
         is_ta = jnp.asarray(_TASK_IS_TA)[batch["task"]]
         local_seconds = (jnp.ceil(jnp.exp(out.local_duration) * mask) - 1) * jnp.float32(FRAME_RESOLUTION)
         if use_given_durations:
