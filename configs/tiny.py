@@ -1,12 +1,17 @@
-"""A seconds-fast model for tests and smoke runs: real strides and rates, tiny widths."""
+"""A seconds-fast model for tests and smoke runs: real strides, rates and input formats, tiny widths."""
 
 from uniflow_jax import config_lib
 
 
 def get_config():
     config = config_lib.base_config("tiny")
-    config.model.dit.context_dim = 32
-    config.model.dit.ta_context_dim = 32
+    config.model.content_dim = 32
+    config.model.video_dim = 1024
+    config.model.dit.context_dim = config.model.dit.ta_context_dim = 32
     config.model.vae.channels = 8
+    config.model.phoneme.update(d_model=32, num_layers=2)
+    config.model.score.update(d_model=32, num_layers=2)
+    config.model.adapter.update(num_heads=4, filter_channels=16)
+    config.model.t5.update(vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
     config.flow.num_steps = 4
     return config

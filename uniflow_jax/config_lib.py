@@ -7,13 +7,18 @@ ConfigDict itself.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import pathlib
 
 import ml_collections
 
 from uniflow_jax import parallel
+from uniflow_jax.models.adapter import AdapterConfig
 from uniflow_jax.models.dit import DiTConfig
+from uniflow_jax.models.fastspeech2 import FastSpeech2Config
+from uniflow_jax.models.t5 import T5Config
+from uniflow_jax.models.uniflow import UniFlowConfig
 from uniflow_jax.models.vae import VAEConfig
 
 # Backbone sizes of the released v1 models (upstream flow_matching_{small,base,large}.yaml) and a tiny one.
@@ -46,6 +51,24 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
         dict(channels=128, c_mults=(1, 2, 4, 8), strides=(2, 4, 6, 10), latent_dim=128, io_channels=1, dtype="float32")
     )
     config.model.sample_rate = 24000
+    config.model.content_dim = 1024
+    config.model.video_dim = 1024  # CLIP ViT-L/14 pooler output
+    config.model.fusion = "dummy"  # or "hybrid"
+    config.model.cfg_drop_prob = 0.2
+    config.model.loss_weights = (1.0, 1.0, 1.0)  # diffusion, local duration, global duration
+    config.model.phoneme = ml_collections.ConfigDict(
+        dict(vocab_size=92, d_model=512, num_layers=4, num_heads=2, kernel_size=9, speaker_dim=256)
+    )
+    config.model.score = ml_collections.ConfigDict(
+        dict(vocab_size=61, d_model=512, num_layers=4, num_heads=2, kernel_size=9, num_speakers=20)
+    )
+    config.model.adapter = ml_collections.ConfigDict(
+        dict(num_heads=16, duration_grad_scale=0.1, filter_channels=512, num_layers=5, kernel_size=3)
+    )
+    # Frozen Flan-T5-large encoder (captions and instructions).
+    config.model.t5 = ml_collections.ConfigDict(
+        dict(vocab_size=32128, d_model=1024, d_kv=64, d_ff=2816, num_layers=24, num_heads=16)
+    )
 
     config.flow = ml_collections.ConfigDict(
         dict(timestep_sampling="logit_normal", sway_coef=-1.0, num_steps=25, guidance_scale=5.0)
@@ -66,6 +89,26 @@ def vae_config(config: ml_collections.ConfigDict) -> VAEConfig:
     return VAEConfig(
         **{**vae, "c_mults": tuple(vae["c_mults"]), "strides": tuple(vae["strides"])},
         sample_rate=config.model.sample_rate,
+    )
+
+
+def uniflow_config(config: ml_collections.ConfigDict) -> UniFlowConfig:
+    """The complete model's typed config; the content width feeds every encoder and the DiT."""
+    m = config.model
+    d = m.content_dim
+    return UniFlowConfig(
+        dit=dataclasses.replace(dit_config(config), context_dim=d, ta_context_dim=d),
+        vae=vae_config(config),
+        phoneme=FastSpeech2Config(**m.phoneme.to_dict(), d_out=d),
+        score=FastSpeech2Config(**m.score.to_dict(), d_out=d),
+        adapter=AdapterConfig(dim=d, **m.adapter.to_dict()),
+        t5=T5Config(**m.t5.to_dict()),
+        content_dim=d,
+        video_dim=m.video_dim,
+        fusion=m.fusion,
+        cfg_drop_prob=m.cfg_drop_prob,
+        loss_weights=tuple(m.loss_weights),
+        timestep_sampling=config.flow.timestep_sampling,
     )
 
 

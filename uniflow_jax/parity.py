@@ -24,6 +24,7 @@ from absl import flags
 from flax import nnx
 
 from uniflow_jax import cli, tasks
+from uniflow_jax.data import collate
 from uniflow_jax.models import adapter, clip, dit, fastspeech2, t5, uniflow, vae
 from uniflow_jax.weights import hf, names, torch_import, upstream_config
 
@@ -163,62 +164,42 @@ def check_clip_vision(ref_dir: pathlib.Path) -> Outputs:
     }
 
 
-def _padded(rows: list[np.ndarray | None], dtype, min_length: int = 1, tail: tuple[int, ...] = ()):
-    """Zero-pads per-sample arrays (None = absent) along axis 0 into (B, L, ...) plus a (B, L) mask."""
-    length = max([min_length] + [len(r) for r in rows if r is not None])
-    out = np.zeros((len(rows), length, *tail), dtype)
-    mask = np.zeros((len(rows), length), bool)
-    for i, r in enumerate(rows):
-        if r is not None:
-            out[i, : len(r)], mask[i, : len(r)] = r, True
-    return out, mask
-
-
 def flow_case_inputs(io, case: str, cfg: uniflow.UniFlowConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """An upstream collated batch (``<case>/in_*``) and its recorded draws (``rand_*``) in our layout."""
     get = lambda key: io[f"{case}/{key}"] if f"{case}/{key}" in io.files else None  # noqa: E731
-    names = [str(t) for t in get("in_task")]
-    kinds = [tasks.get(t).content for t in names]
-    item = lambda i, key, kind: get(f"in_content_{i}_{key}") if kinds[i] == kind else None  # noqa: E731
-    b, hop = len(names), cfg.vae.hop_length
-    batch = {"task": np.array([tasks.index(t) for t in names], np.int32)}
-    batch["phoneme"], batch["phoneme_mask"] = _padded([item(i, "phoneme", "phoneme") for i in range(b)], np.int32)
-    batch["xvector"] = np.stack(
-        [item(i, "spk", "phoneme") if kinds[i] == "phoneme" else np.zeros(cfg.phoneme.speaker_dim) for i in range(b)]
-    ).astype(np.float32)
-    for ours, theirs, dtype in (
-        ("score_phoneme", "phoneme", np.int32),
-        ("midi", "midi", np.int32),
-        ("midi_duration", "midi_duration", np.float32),
-        ("is_slur", "is_slur", np.int32),
-    ):
-        batch[ours], batch["score_mask"] = _padded([item(i, theirs, "score") for i in range(b)], dtype)
-    batch["singer"] = np.array([item(i, "spk", "score") if kinds[i] == "score" else 0 for i in range(b)], np.int32)
-    audio = [item(i, "array", "audio") for i in range(b)]
-    batch["audio"], _ = _padded(audio, np.float32, min_length=hop)
-    batch["audio_lengths"] = np.array([0 if a is None else len(a) for a in audio], np.int32)
-    batch["video"], batch["video_mask"] = _padded(
-        [item(i, "array", "video") for i in range(b)], np.float32, tail=(cfg.video_dim,)
-    )
-    batch["text_ids"], batch["text_mask"] = _padded([item(i, "token_ids", "text") for i in range(b)], np.int32)
-    lengths = lambda key: np.arange(get(key).shape[1])[None] < get(f"{key}_lengths")[:, None]  # noqa: E731
-    batch["instruction"], batch["instruction_mask"] = get("in_instruction"), lengths("in_instruction")
-    if get("in_waveform") is not None:
-        batch["waveform"], batch["waveform_lengths"] = get("in_waveform"), get("in_waveform_lengths")
-        batch["duration"], batch["duration_mask"] = get("in_duration"), lengths("in_duration")
+    fields = {
+        "phoneme": {"phoneme": "phoneme", "xvector": "spk"},
+        "score": {"score_phoneme": "phoneme", "midi": "midi", "midi_duration": "midi_duration",
+                  "is_slur": "is_slur", "singer": "spk"},
+        "audio": {"audio": "array"},
+        "video": {"video": "array"},
+        "text": {"text_ids": "token_ids"},
+    }  # fmt: skip
+    training = get("in_waveform") is not None
+    samples = []
+    for i, name in enumerate(str(t) for t in get("in_task")):
+        kind = tasks.get(name).content
+        sample = {"task": name, "instruction": get("in_instruction")[i, : get("in_instruction_lengths")[i]]}
+        sample.update({ours: get(f"in_content_{i}_{theirs}") for ours, theirs in fields[kind].items()})
+        if training:
+            sample["duration"] = get("in_duration")[i, : get("in_duration_lengths")[i]]
+            sample["waveform"] = get("in_waveform")[i, : get("in_waveform_lengths")[i]]
+        samples.append(sample)
+    hop = cfg.vae.hop_length
+    batch = collate.collate(samples, hop=hop, speaker_dim=cfg.phoneme.speaker_dim, video_dim=cfg.video_dim)
 
     # SE/SR content posteriors: ε #1, #2, ... in batch order (ε #0 is the target's) when training.
-    first = 1 if get("rand_vae_eps_0") is not None and get("in_waveform") is not None else 0
-    audio_eps = np.zeros((b, batch["audio"].shape[1] // hop, cfg.vae.latent_dim), np.float32)
-    for k, i in enumerate(i for i in range(b) if audio[i] is not None):
-        eps = get(f"rand_vae_eps_{first + k}")[0].T
+    audio_eps = np.zeros((len(samples), batch["audio"].shape[1] // hop, cfg.vae.latent_dim), np.float32)
+    audio_rows = [i for i, s in enumerate(samples) if "audio" in s]
+    for k, i in enumerate(audio_rows):
+        eps = get(f"rand_vae_eps_{k + int(training)}")[0].T
         audio_eps[i, : len(eps)] = eps
     draws = {"audio_eps": audio_eps}
-    if get("in_waveform") is not None:
+    if training:
         draws["target_eps"] = get("rand_vae_eps_0").transpose(0, 2, 1)
         draws["noise"] = get("rand_noise_0").transpose(0, 2, 1)
-        cfg_draws = [get(f"rand_cfg_draw_{i}") for i in range(b)]
-        draws["u"] = get("rand_u_0") if get("rand_u_0") is not None else np.full(b, 0.5, np.float32)
+        draws["u"] = get("rand_u_0") if get("rand_u_0") is not None else np.full(len(samples), 0.5, np.float32)
+        cfg_draws = [get(f"rand_cfg_draw_{i}") for i in range(len(samples))]
         draws["cfg_drop"] = np.array([d is not None and float(d) < cfg.cfg_drop_prob for d in cfg_draws])
     else:
         draws["noise"] = get("rand_init_noise_0").transpose(0, 2, 1)

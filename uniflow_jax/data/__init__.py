@@ -1,0 +1,1 @@
+"""Data: from per-sample inputs (and, later, manifests) to static-shape batches."""
