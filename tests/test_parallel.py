@@ -22,8 +22,8 @@ def test_logical_to_spec_uses_each_mesh_axis_once_and_only_when_it_divides():
     mesh = parallel.make_mesh((2, 2, 2))
     assert parallel.logical_to_spec(("embed", "heads"), (8, 8), mesh) == P("fsdp", "tensor")
     assert parallel.logical_to_spec(("embed", "embed"), (8, 8), mesh) == P("fsdp", None)
-    assert parallel.logical_to_spec(("batch", "length"), (8, 5), mesh) == P(("data", "fsdp"), None)
-    assert parallel.logical_to_spec(("batch",), (2,), mesh) == P("data")
+    assert parallel.logical_to_spec(("batch", "length"), (8, 5), mesh) == P(("fsdp", "data"), None)
+    assert parallel.logical_to_spec(("batch",), (2,), mesh) == P("fsdp")
     assert parallel.logical_to_spec(("heads",), (3,), mesh) == P(None)
     with pytest.raises(KeyError, match="no rule"):
         parallel.logical_to_spec(("nonsense",))

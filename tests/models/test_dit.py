@@ -86,10 +86,11 @@ def test_padding_does_not_change_valid_frames(tiny):
         np.testing.assert_allclose(out_padded[b, :24][valid], out[b][valid], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("frames,ctx_len", [(24, 6), (11, 7)])
 @pytest.mark.parametrize("mesh_shape", [(8, 1, 1), (2, 4, 1), (2, 2, 2)])
-def test_sharded_forward_equals_single_device(tiny, mesh_shape):
+def test_sharded_forward_equals_single_device(tiny, mesh_shape, frames, ctx_len):
     forward, state, _ = tiny
-    inputs = _inputs(TINY)
+    inputs = _inputs(TINY, frames=frames, ctx_len=ctx_len)
     one_state, one_inputs = jax.device_put((state, inputs), jax.devices()[0])
     reference = jax.jit(forward)(one_state, *one_inputs)
     assert len(reference.sharding.device_set) == 1

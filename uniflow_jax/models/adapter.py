@@ -104,3 +104,30 @@ class CrossAttentionAdapter(nnx.Module):
             local_duration=self.duration_predictor(x_dur, content_mask),
             global_duration=self.global_duration_mlp(pooled),
         )
+
+
+def unit_counts(seconds: jax.Array) -> jax.Array:
+    """Latent frames per unit: round-half-to-even of float32(seconds)·50, as the original."""
+    return jnp.round(seconds.astype(jnp.float32) * jnp.float32(LATENT_RATE)).astype(jnp.int32)
+
+
+def inference_lengths(
+    local_duration: jax.Array, global_duration: jax.Array, mask: jax.Array, is_ta: jax.Array
+) -> dict[str, jax.Array]:
+    """The original's length rules from predicted log-durations.
+
+    Per unit d̂ = (⌈exp(l̂)·mask⌉ − 1)·5 ms (−5 ms at padded units, which rounds to 0 latents) and
+    n̂ = round(d̂·50). TA samples last Σ n̂ latent frames (no accumulated rounding); NTA samples
+    round((exp(ĝ) − 1)·50). ``global_seconds`` reports each sample's length in seconds.
+    """
+    local_seconds = (jnp.ceil(jnp.exp(local_duration) * mask) - 1) * jnp.float32(FRAME_RESOLUTION)
+    counts = unit_counts(local_seconds)
+    predicted_seconds = jnp.exp(global_duration) - 1
+    nta_frames = jnp.round(predicted_seconds * jnp.float32(LATENT_RATE)).astype(jnp.int32)
+    lengths = jnp.where(is_ta, jnp.sum(counts, axis=1), nta_frames)
+    return {
+        "local_seconds": local_seconds,
+        "counts": counts,
+        "lengths": lengths,
+        "global_seconds": jnp.where(is_ta, lengths.astype(jnp.float32) / LATENT_RATE, predicted_seconds),
+    }

@@ -102,11 +102,6 @@ def expand_units(content: jax.Array, counts: jax.Array, num_frames: int) -> jax.
     return gathered * (frames[None, :] < ends[:, -1:])[..., None].astype(content.dtype)
 
 
-def duration_counts(seconds: jax.Array) -> jax.Array:
-    """Latent frames per unit: round-half-to-even of float32(seconds)·50, as the original."""
-    return jnp.round(seconds.astype(jnp.float32) * jnp.float32(LATENT_RATE)).astype(jnp.int32)
-
-
 @dataclasses.dataclass
 class LossOutput:
     total: jax.Array
@@ -214,7 +209,7 @@ class UniFlow(nnx.Module):
         dur_mask = _pad_to(batch["duration_mask"], max(lc, batch["duration"].shape[1]))[:, :lc]
         seconds = jnp.where(dur_mask, seconds, 0.0)
 
-        counts = duration_counts(seconds)
+        counts = adapter.unit_counts(seconds)
         ta_stream = expand_units(out.content, counts, num_frames)
         ta, ctx, ctx_mask = self.fuse(out.content, content_mask, ta_stream, is_ta, draws.cfg_drop)
         sigma, timesteps = flow.timesteps_from_u(draws.u)
@@ -289,26 +284,21 @@ class UniFlow(nnx.Module):
         """
         _, mask, out = self.adapt(frozen, batch, audio_eps)
         is_ta = jnp.asarray(_TASK_IS_TA)[batch["task"]]
-        local_seconds = (jnp.ceil(jnp.exp(out.local_duration) * mask) - 1) * jnp.float32(FRAME_RESOLUTION)
+        lengths = adapter.inference_lengths(out.local_duration, out.global_duration, mask, is_ta)
         if use_given_durations:
             lc = mask.shape[1]
             given = _pad_to(batch["duration"], max(lc, batch["duration"].shape[1]))[:, :lc]
-            local_seconds = jnp.where(_pad_to(batch["duration_mask"], given.shape[1])[:, :lc], given, 0.0)
-        counts = duration_counts(local_seconds)
-        predicted_seconds = jnp.exp(out.global_duration) - 1
-        nta_frames = jnp.round(predicted_seconds * jnp.float32(LATENT_RATE)).astype(jnp.int32)
-        lengths = jnp.where(is_ta, jnp.sum(counts, axis=1), nta_frames)
-        # TA samples report the total of their unit durations, NTA samples the global prediction.
-        global_seconds = jnp.where(is_ta, lengths.astype(jnp.float32) / LATENT_RATE, predicted_seconds)
+            given_mask = _pad_to(batch["duration_mask"], given.shape[1])[:, :lc]
+            counts = adapter.unit_counts(jnp.where(given_mask, given, 0.0))
+            lengths["counts"] = counts
+            lengths["lengths"] = jnp.where(is_ta, jnp.sum(counts, axis=1), lengths["lengths"])
         return {
             "content": out.content,
             "content_mask": mask,
             "local_duration": out.local_duration,
             "global_duration": out.global_duration,
-            "local_seconds": local_seconds,
-            "global_seconds": global_seconds,
-            "counts": counts,
-            "lengths": jnp.maximum(lengths, 1),
+            **lengths,
+            "lengths": jnp.maximum(lengths["lengths"], 1),
             "is_ta": is_ta,
         }
 
