@@ -28,8 +28,12 @@ setup(
         "soundfile>=0.14.0",
         "librosa>=0.11.0,<0.12",
         "tqdm>=4.66",
+        "sentencepiece>=0.2.0,<0.3",
+        "h5py>=3.10",
     ],
     extras_require={
         "test": ["pytest>=9.2,<10", "ruff==0.17.6"],
+        # Reading video files for V2A (frames at 10 fps) and CLIP's image resizing.
+        "video": ["av>=14", "pillow>=10"],
     },
 )

@@ -6,7 +6,10 @@ from uniflow_jax import config_lib
 def get_config():
     config = config_lib.base_config("tiny")
     config.model.content_dim = 32
-    config.model.video_dim = 1024
+    config.model.video_dim = 32  # = the tiny CLIP's width
+    config.model.clip.update(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4
+    )
     config.model.dit.context_dim = config.model.dit.ta_context_dim = 32
     config.model.vae.channels = 8
     config.model.phoneme.update(d_model=32, num_layers=2)

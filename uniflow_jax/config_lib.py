@@ -15,6 +15,7 @@ import ml_collections
 
 from uniflow_jax import parallel
 from uniflow_jax.models.adapter import AdapterConfig
+from uniflow_jax.models.clip import CLIPVisionConfig
 from uniflow_jax.models.dit import DiTConfig
 from uniflow_jax.models.fastspeech2 import FastSpeech2Config
 from uniflow_jax.models.t5 import T5Config
@@ -65,6 +66,10 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
     config.model.adapter = ml_collections.ConfigDict(
         dict(num_heads=16, duration_grad_scale=0.1, filter_channels=512, num_layers=5, kernel_size=3)
     )
+    # Frozen CLIP ViT-L/14 vision tower: the V2A front end (video frames -> per-frame features).
+    config.model.clip = ml_collections.ConfigDict(
+        dict(image_size=224, patch_size=14, hidden_size=1024, intermediate_size=4096, num_layers=24, num_heads=16)
+    )
     # Frozen Flan-T5-large encoder (captions and instructions).
     config.model.t5 = ml_collections.ConfigDict(
         dict(vocab_size=32128, d_model=1024, d_kv=64, d_ff=2816, num_layers=24, num_heads=16)
@@ -110,6 +115,10 @@ def uniflow_config(config: ml_collections.ConfigDict) -> UniFlowConfig:
         loss_weights=tuple(m.loss_weights),
         timestep_sampling=config.flow.timestep_sampling,
     )
+
+
+def clip_config(config: ml_collections.ConfigDict) -> CLIPVisionConfig:
+    return CLIPVisionConfig(**config.model.clip.to_dict())
 
 
 def mesh_rules(config: ml_collections.ConfigDict) -> list[tuple[str, str | tuple[str, ...] | None]]:
