@@ -198,3 +198,25 @@ def test_sharded_loss_equals_single_device(tiny_model, mesh_shape):
         inputs = {k: jax.device_put(v, parallel.batch_sharding(mesh, np.ndim(v))) for k, v in batch.items()}
         out = jax.jit(loss)(*sharded, inputs)
     np.testing.assert_allclose(out, reference, rtol=1e-5)
+
+
+def test_per_task_means():
+    per_sample = {"diffusion": jnp.array([1.0, 3.0, 5.0])}
+    task = jnp.array([tasks.index("tts"), tasks.index("tts"), tasks.index("t2a")])
+    out = uniflow.per_task_means(per_sample, task)
+    assert float(out["diffusion/text_to_speech"]) == 2.0 and float(out["diffusion/text_to_audio"]) == 5.0
+    assert np.isnan(out["diffusion/video_to_audio"])
+
+
+def test_given_durations_override_predicted_lengths(tiny_model):
+    graphdef, state, frozen_def, frozen_state = tiny_model
+    batch = _batch(["tts", "svs", "t2a"])
+    eps = np.zeros((3, batch["audio"].shape[1] // HOP, 128), np.float32)
+
+    @jax.jit
+    def predict(s, f, b, e):
+        return nnx.merge(graphdef, s).predict_lengths(nnx.merge(frozen_def, f), b, e, use_given_durations=True)
+
+    out = predict(state, frozen_state, batch, eps)
+    expected = [round(batch["duration"][i][batch["duration_mask"][i]].sum() * 50) for i in range(2)]
+    np.testing.assert_array_equal(np.asarray(out["lengths"])[:2], expected)  # TTS 0.04 s, SVS 0.06 s per unit

@@ -357,3 +357,14 @@ def unconditional_first(
         jnp.concatenate([x_mask, x_mask]),
         jnp.concatenate([context_mask, context_mask]),
     )
+
+
+def per_task_means(per_sample: Mapping[str, jax.Array], task: jax.Array) -> dict[str, jax.Array]:
+    """``{"<loss>/<task id>": mean over that task's samples}`` (NaN for tasks absent from the batch)."""
+    out = {}
+    for i, spec in enumerate(tasks.TASKS):
+        mine = (task == i).astype(jnp.float32)
+        count = jnp.sum(mine)
+        for name, values in per_sample.items():
+            out[f"{name}/{spec.id}"] = jnp.where(count > 0, jnp.sum(values * mine) / jnp.maximum(count, 1), jnp.nan)
+    return out
