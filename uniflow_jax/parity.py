@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
+from absl import app, flags
 from flax import nnx
 
 from uniflow_jax import cli, tasks
@@ -395,13 +395,15 @@ def run_parity(ref_dir: pathlib.Path, components: Sequence[str] | None, toleranc
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("ref_dir", None, "Folder with <component>.safetensors / _config.json / _io.npz.", required=True)
+flags.DEFINE_string("ref_dir", None, "Folder with <component>.safetensors / _config.json / _io.npz (required).")
 flags.DEFINE_multi_string("component", None, "Component(s) to check (default: all checkable ones present).")
 flags.DEFINE_float("tolerance", 1e-4, "Largest accepted relative error per output.")
 
 
 def main(argv: Sequence[str]) -> None:
     del argv
+    if FLAGS.ref_dir is None:
+        raise app.UsageError("--ref-dir is required, e.g. --ref-dir ../shared/upstream_ref")
     jax.config.update("jax_default_matmul_precision", "highest")
     ok = run_parity(pathlib.Path(FLAGS.ref_dir), FLAGS.component, FLAGS.tolerance)
     sys.exit(0 if ok else 1)
