@@ -21,20 +21,23 @@ _SIGMA_OF_T = np.arange(NUM_TRAIN_TIMESTEPS + 1, dtype=np.float32) / np.float32(
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+def sample_u(key: jax.Array, batch: int, strategy: str = "logit_normal") -> jax.Array:
+    """The uniform-in-[0, 1) draw behind a training timestep: sigmoid(N(0,1)) ("logit_normal", the v1
+    default) or U(0,1) ("uniform")."""
+    if strategy == "logit_normal":
+        return jax.nn.sigmoid(jax.random.normal(key, (batch,), jnp.float32))
+    if strategy == "uniform":
+        return jax.random.uniform(key, (batch,), jnp.float32)
+    raise ValueError(f"unknown timestep sampling {strategy!r}; use 'logit_normal' or 'uniform'")
+
+
 def training_timesteps(key: jax.Array, batch: int, strategy: str = "logit_normal") -> tuple[jax.Array, jax.Array]:
     """Draws (σ, network timestep) per sample exactly as the original (diffusers' discrete schedule).
 
-    u ~ sigmoid(N(0,1)) ("logit_normal", the v1 default) or U(0,1) ("uniform"); index = ⌊1000·u⌋;
-    t = 1000 − index ∈ {1..1000}; σ = float32(t/1000); the network input is float32(σ·1000), which is
-    *not* always an integer (e.g. t = 511 gives 510.99997) — reproduced on purpose.
+    index = ⌊1000·u⌋; t = 1000 − index ∈ {1..1000}; σ = float32(t/1000); the network input is
+    float32(σ·1000), which is *not* always an integer (e.g. t = 511 gives 510.99997) — reproduced on purpose.
     """
-    if strategy == "logit_normal":
-        u = jax.nn.sigmoid(jax.random.normal(key, (batch,), jnp.float32))
-    elif strategy == "uniform":
-        u = jax.random.uniform(key, (batch,), jnp.float32)
-    else:
-        raise ValueError(f"unknown timestep sampling {strategy!r}; use 'logit_normal' or 'uniform'")
-    return timesteps_from_u(u)
+    return timesteps_from_u(sample_u(key, batch, strategy))
 
 
 def timesteps_from_u(u: jax.Array) -> tuple[jax.Array, jax.Array]:

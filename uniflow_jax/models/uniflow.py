@@ -258,10 +258,7 @@ class UniFlow(nnx.Module):
         b, frames = batch["waveform"].shape[0], batch["waveform"].shape[1] // hop
         k = jax.random.split(key, 5)
         if train:
-            if self.cfg.timestep_sampling == "logit_normal":
-                u = jax.nn.sigmoid(jax.random.normal(k[3], (b,)))
-            else:
-                u = jax.random.uniform(k[3], (b,))
+            u = flow.sample_u(k[3], b, self.cfg.timestep_sampling)
             drop = jax.random.uniform(k[4], (b,)) < self.cfg.cfg_drop_prob
         else:
             u, drop = jnp.full((b,), 0.5), jnp.zeros((b,), bool)
