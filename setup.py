@@ -30,6 +30,10 @@ setup(
         "tqdm>=4.66",
         "sentencepiece>=0.2.0,<0.3",
         "h5py>=3.10",
+        "scipy>=1.11",
+        # The latent/feature cache: a TFDS dataset in the ArrayRecord format (no TensorFlow needed).
+        "tensorflow-datasets>=4.9.10,<4.10",
+        "array-record>=0.8.6",
     ],
     extras_require={
         "test": ["pytest>=9.2,<10", "ruff==0.17.6"],

@@ -79,6 +79,31 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
         dict(timestep_sampling="logit_normal", sway_coef=-1.0, num_steps=25, guidance_scale=5.0)
     )
 
+    # Input pipeline (uniflow_jax/data/, format: data/README.md). Buckets: static batch shapes, latent frames
+    # (50 per second) and content units; the largest must hold the longest crop (TTS up to 20 s).
+    config.data = ml_collections.ConfigDict(
+        dict(
+            train=[],
+            val=[],
+            task_weights="time_align_balanced",  # a preset (data/pipeline.py) or "t2a:2,tts:1,..."
+            buckets=[
+                dict(latent=250, phoneme=96, score=96, video=50, text=64),
+                dict(latent=500, phoneme=192, score=192, video=100, text=64),
+                dict(latent=1000, phoneme=384, score=384, video=100, text=128),
+            ],
+            crop_seconds=dict(se=5.0, sr=5.0, t2m=10.0, v2a=10.0),
+            max_seconds=dict(tts=20.0, svs=20.0),
+            min_seconds=0.3,
+            on_bad_input="skip",  # or "raise"
+            video_input="features",  # or "frames": video files, CLIP-encoded in the train step
+            tokenizer="",  # SentencePiece model for captions (Flan-T5's spiece.model)
+            read_threads=8,  # per task stream
+            read_buffer_size=16,
+            worker_count=0,  # >0: batches are prepared in that many worker processes
+            worker_buffer_size=2,
+        )
+    )
+
     config.mesh = ml_collections.ConfigDict()
     config.mesh.shape = (-1, 1, 1)  # (data, fsdp, tensor); -1 takes the remaining devices
     config.mesh.rules = [list(rule) for rule in parallel.DEFAULT_RULES]

@@ -4,8 +4,12 @@ A sample is a dict with ``task`` (id or short name), ``instruction`` (Li, D) enc
 task's content fields, and optionally ``duration`` (per-unit seconds) and ``waveform`` (training target):
 
     tts  phoneme (L,) int, xvector (S,)             svs  score_phoneme, midi, midi_duration, is_slur (L,), singer
-    se/sr audio (samples,) at 24 kHz                 v2a  video (frames, D) per-frame CLIP features
-    t2a/t2m text_ids (L,) T5 token ids with EOS
+    se/sr audio (samples,) at 24 kHz                 v2a  video (frames, D) per-frame CLIP features,
+    t2a/t2m text_ids (L,) T5 token ids with EOS           or video_frames (frames, S, S, 3) CLIP pixels
+
+Instead of the encoded ``instruction``, a sample may carry ``instruction_index`` k (0..9): the batch then
+holds ``instruction_id`` = task index · 10 + k, to be looked up in the instruction bank on the device
+(the data pipeline does this, so that (L, 1024) instruction arrays never cross the host link).
 
 Every content kind gets its own padded array (zeros and a False mask for samples of other tasks), so a
 batch can mix tasks. ``min_lengths`` pads a key's time axis further (length buckets keep shapes static).
@@ -23,6 +27,7 @@ import numpy as np
 from uniflow_jax import tasks
 
 Sample = Mapping[str, Any]
+NUM_INSTRUCTIONS = 10  # per task, as the original's task_instruction.json
 
 
 def _stack(rows: Sequence[np.ndarray | None], dtype, length: int, tail: tuple[int, ...] = ()):
@@ -44,7 +49,7 @@ def unit_durations(task: tasks.Task, sample: Sample, hop: int) -> np.ndarray | N
     if task.content == "audio":
         return np.full(len(sample["audio"]) // hop, task.unit_seconds, np.float32)
     if task.content == "video":
-        return np.full(len(sample["video"]), task.unit_seconds, np.float32)
+        return np.full(len(sample.get("video", sample.get("video_frames"))), task.unit_seconds, np.float32)
     if task.content == "text":
         return np.ones(1, np.float32)
     return None
@@ -57,6 +62,7 @@ def collate(
     speaker_dim: int,
     video_dim: int,
     min_lengths: Mapping[str, int] | None = None,
+    image_size: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Pads ``samples`` into one batch dict (see the module docstring for the fields)."""
     specs = [tasks.get(s["task"]) for s in samples]
@@ -84,13 +90,22 @@ def collate(
     )
     batch["audio"], audio_mask = field("audio", "audio", np.float32)
     batch["audio_lengths"] = audio_mask.sum(1).astype(np.int32)
-    batch["video"], batch["video_mask"] = field("video", "video", np.float32, (video_dim,))
+    if image_size is None:
+        batch["video"], batch["video_mask"] = field("video", "video", np.float32, (video_dim,))
+    else:
+        pixels = (image_size, image_size, 3)
+        batch["video_frames"], batch["video_mask"] = field("video_frames", "video", np.float32, pixels)
     batch["text_ids"], batch["text_mask"] = field("text_ids", "text", np.int32)
-    instructions = [np.asarray(s["instruction"], np.float32) for s in samples]
-    length = max([minimum.get("instruction", 1)] + [len(i) for i in instructions])
-    batch["instruction"], batch["instruction_mask"] = _stack(
-        instructions, np.float32, length, instructions[0].shape[1:]
-    )
+    if all("instruction" in s for s in samples):
+        instructions = [np.asarray(s["instruction"], np.float32) for s in samples]
+        length = max([minimum.get("instruction", 1)] + [len(i) for i in instructions])
+        batch["instruction"], batch["instruction_mask"] = _stack(
+            instructions, np.float32, length, instructions[0].shape[1:]
+        )
+    else:
+        batch["instruction_id"] = batch["task"] * NUM_INSTRUCTIONS + np.array(
+            [s["instruction_index"] for s in samples], np.int32
+        )
 
     durations = [unit_durations(t, s, hop) for s, t in zip(samples, specs, strict=True)]
     if all(d is not None for d in durations):

@@ -1,0 +1,171 @@
+"""Manifest row → training sample: read and check the audio, read the content, crop as the original does.
+
+A sample is the dict ``data/collate.py`` batches. A row that cannot become one (missing, unreadable,
+empty, silent, non-finite, too short or too long audio; unusable content) yields ``{"skip": reason}``
+so that the batcher can count it per dataset and reason — or raises :class:`BadExample` when the config
+asks for that (``data.on_bad_input = "raise"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from uniflow_jax import tasks
+from uniflow_jax.data import content
+from uniflow_jax.data.audio import SAMPLE_RATE, load_audio
+from uniflow_jax.data.collate import NUM_INSTRUCTIONS
+from uniflow_jax.data.manifest import ManifestSource
+
+SKIP_REASONS = ("missing", "unreadable", "empty", "silent", "nonfinite", "too_short", "too_long", "bad_content")
+
+
+class BadExample(ValueError):
+    """An unusable row, with the reason (one of :data:`SKIP_REASONS`) and where it came from."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How rows become samples. ``max_lengths`` are the largest bucket's sizes (``latent`` frames and per
+    content kind units); longer crop-able audio is cropped to fit, longer phone/score content is skipped."""
+
+    max_lengths: Mapping[str, int]
+    crop_seconds: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: {"se": 5.0, "sr": 5.0, "t2m": 10.0, "v2a": 10.0}
+    )
+    max_seconds: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"tts": 20.0, "svs": 20.0})
+    min_seconds: float = 0.3
+    silence_threshold: float = 1e-4
+    hop: int = 480
+    sample_rate: int = SAMPLE_RATE
+    on_bad_input: str = "skip"  # or "raise"
+    video_input: str = "features"  # or "frames" (CLIP pixels; the train step encodes them)
+    image_size: int = 224
+    tokenizer: str | None = None  # SentencePiece model for captions
+
+    def __post_init__(self):
+        if self.on_bad_input not in ("skip", "raise"):
+            raise ValueError(f"data.on_bad_input must be 'skip' or 'raise', not {self.on_bad_input!r}")
+        if self.video_input not in ("features", "frames"):
+            raise ValueError(f"data.video_input must be 'features' or 'frames', not {self.video_input!r}")
+
+
+def read_checked(path: str, options: LoadOptions) -> np.ndarray:
+    """24 kHz mono audio that passed every check; raises :class:`BadExample` naming the first failure."""
+    if not os.path.isfile(path):
+        raise BadExample("missing", f"{path}: no such file")
+    try:
+        audio = load_audio(path, options.sample_rate)
+    except (ValueError, sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise BadExample("unreadable", str(error)) from None
+    if audio.size == 0:
+        raise BadExample("empty", f"{path}: no samples")
+    if not np.all(np.isfinite(audio)):
+        raise BadExample("nonfinite", f"{path}: NaN or infinite samples")
+    if np.max(np.abs(audio)) < options.silence_threshold:
+        raise BadExample("silent", f"{path}: peak below {options.silence_threshold}")
+    if audio.size < options.min_seconds * options.sample_rate:
+        raise BadExample("too_short", f"{path}: {audio.size / options.sample_rate:.3f} s < {options.min_seconds} s")
+    return audio
+
+
+class ExampleLoader:
+    """The grain random map of one task's datasets: ``(dataset index, row) , rng → sample``."""
+
+    def __init__(self, sources: list[ManifestSource], options: LoadOptions):
+        self.sources = sources
+        self.options = options
+        self._tokenizer = None
+
+    def tokenize(self, text: str) -> np.ndarray:
+        if self._tokenizer is None:
+            if not self.options.tokenizer:
+                raise ValueError("captions need a tokenizer: set data.tokenizer to a SentencePiece model file")
+            from uniflow_jax.frontends.text import T5Tokenizer
+
+            self._tokenizer = T5Tokenizer(self.options.tokenizer, max_length=self.options.max_lengths["text"])
+        return self._tokenizer.encode(text)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_tokenizer": None}
+
+    def __call__(self, element: tuple[int, dict], rng: np.random.Generator) -> dict:
+        dataset, row = element
+        try:
+            return {**self.load(self.sources[dataset], row, rng), "dataset": dataset, "id": row["id"]}
+        except (BadExample, content.BadContent) as error:
+            bad = error if isinstance(error, BadExample) else BadExample("bad_content", str(error))
+            if self.options.on_bad_input == "raise":
+                raise BadExample(bad.reason, f"{row['where']} (id {row['id']}): {bad.detail}") from None
+            return {"skip": bad.reason, "dataset": dataset, "id": row["id"]}
+
+    def load(self, source: ManifestSource, row: dict, rng: np.random.Generator) -> dict[str, Any]:
+        o = self.options
+        task, key, value = row["task"], row["id"], row["content"]
+        sample: dict[str, Any] = {"task": task, "instruction_index": int(rng.integers(NUM_INSTRUCTIONS))}
+        waveform = read_checked(row["audio"], o)
+        limit = o.max_lengths["latent"] * o.hop
+        crop = min(limit, round(o.crop_seconds.get(task, limit / o.sample_rate) * o.sample_rate))
+        if task in ("se", "sr"):
+            if value is None:
+                source_audio = content.band_limit(waveform, rng, o.sample_rate)
+            else:
+                source_audio = read_checked(source.content_path(value), o)
+            n = min(len(waveform), len(source_audio))
+            start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
+            waveform = waveform[start : start + min(n, crop)]
+            sample["audio"] = self._trim(source_audio[start : start + min(n, crop)])
+        elif task == "t2m" or (task == "t2a" and len(waveform) > limit):
+            start = int(rng.integers(0, len(waveform) - crop + 1)) if len(waveform) > crop else 0
+            waveform = waveform[start : start + crop]
+        elif task == "v2a":
+            waveform = waveform[:crop]
+            sample.update(
+                content.video(
+                    value,
+                    key,
+                    source.content_path,
+                    frames=o.video_input == "frames",
+                    image_size=o.image_size,
+                    max_seconds=crop / o.sample_rate,
+                )
+            )
+        elif task in ("tts", "svs"):
+            seconds = len(waveform) / o.sample_rate
+            if len(waveform) > limit or seconds > o.max_seconds.get(task, np.inf):
+                raise BadExample("too_long", f"{row['audio']}: {seconds:.2f} s is longer than the limit")
+            reader = content.tts if task == "tts" else content.svs
+            sample.update(reader(value, key, source.content_path, source.spec.allow_pickle))
+        if task in ("t2a", "t2m"):
+            sample["text_ids"] = self.tokenize(str(value))
+        sample["waveform"] = self._trim(waveform)
+        self._check_lengths(sample, row)
+        return sample
+
+    def _trim(self, audio: np.ndarray) -> np.ndarray:
+        """Whole VAE frames only (the original rounds lengths down to the hop)."""
+        return audio[: len(audio) // self.options.hop * self.options.hop]
+
+    def _check_lengths(self, sample: dict, row: dict) -> None:
+        m = self.options.max_lengths
+        kind = tasks.get(sample["task"]).content
+        sizes = {
+            "phoneme": len(sample.get("phoneme", ())),
+            "score": len(sample.get("score_phoneme", ())),
+            "video": len(sample.get("video", sample.get("video_frames", ()))),
+        }
+        if kind not in sizes:
+            return
+        if sizes[kind] > m[kind]:
+            raise BadExample("too_long", f"{row['where']}: {sizes[kind]} {kind} units > the largest bucket ({m[kind]})")
+        if sizes[kind] == 0:
+            raise BadExample("bad_content", f"{row['where']}: empty {kind} content")

@@ -1,0 +1,278 @@
+"""The training input pipeline (grain Dataset API), from manifests to global ``jax.Array`` batches.
+
+Per task: the task's datasets concatenated → shuffle (reshuffled every epoch) → repeat → this host's
+shard (every ``shard_count``-th element, so hosts see disjoint parts that together cover each epoch) →
+load/crop in parallel threads. Then the tasks are **mixed** by named weights (the original's
+``TaskIteratingSampler`` balance: each task is drawn in proportion to its weight whatever its size), and
+the **bucket batcher** takes the next ``batch_size`` samples, counts and drops skipped rows, and pads
+the batch to the smallest bucket (one fixed shape per bucket: the number of compiled programs is bounded
+by the number of buckets). Optional worker processes prefetch whole batches. Every stage is
+deterministic given the seed and the iterator's state is small and exactly restorable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from uniflow_jax import parallel, tasks
+from uniflow_jax.data.collate import collate
+from uniflow_jax.data.examples import SKIP_REASONS, ExampleLoader, LoadOptions
+from uniflow_jax.data.manifest import DatasetSpec, ManifestSource
+
+# The original's task-sampling presets (configs/data/task_sampling/); tasks not in a config are dropped.
+TASK_WEIGHT_PRESETS: dict[str, dict[str, float]] = {
+    "time_align_balanced": dict(tts=1, svs=1, se=1, sr=1, v2a=1, t2a=2, t2m=3),
+    "upsampling": dict(tts=3, svs=1, se=2, sr=1, v2a=5, t2a=2, t2m=4),
+    "uniform": {task.short: 1 for task in tasks.TASKS},
+}
+HOST_KEYS = ("skips", "id")  # batch entries that stay on the host (not model inputs)
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Bucket:
+    """One static batch shape: latent frames (50 per second) and content units per kind."""
+
+    latent: int
+    phoneme: int
+    score: int
+    video: int
+    text: int
+
+    def sizes(self, hop: int) -> dict[str, int]:
+        """Minimum padded lengths of ``collate``'s fields for this bucket."""
+        units = max(self.latent, self.phoneme, self.score, self.video, 1)
+        score = {key: self.score for key in ("score_phoneme", "midi", "midi_duration", "is_slur")}
+        return dict(
+            waveform=self.latent * hop,
+            audio=self.latent * hop,
+            phoneme=self.phoneme,
+            video=self.video,
+            video_frames=self.video,
+            text_ids=self.text,
+            duration=units,
+            **score,
+        )
+
+    def fits(self, sample: Mapping[str, Any], hop: int) -> bool:
+        lengths = {
+            "latent": len(sample["waveform"]) // hop,
+            "phoneme": len(sample.get("phoneme", ())),
+            "score": len(sample.get("score_phoneme", ())),
+            "video": len(sample.get("video", sample.get("video_frames", ()))),
+            "text": len(sample.get("text_ids", ())),
+        }
+        return all(n <= getattr(self, kind) for kind, n in lengths.items())
+
+
+def buckets_from_config(entries: Sequence[Mapping[str, int]]) -> tuple[Bucket, ...]:
+    buckets = tuple(sorted(Bucket(**dict(entry)) for entry in entries))
+    if not buckets:
+        raise ValueError("data.buckets is empty: give at least one bucket")
+    return buckets
+
+
+def task_weights(weights: str | Mapping[str, float], present: Sequence[str]) -> dict[str, float]:
+    """Named weights for the tasks that have data: a preset name, ``"t2a:3,tts:1"`` or a mapping."""
+    if isinstance(weights, str) and ":" in weights:
+        try:
+            weights = {name.strip(): float(w) for name, w in (item.split(":") for item in weights.split(","))}
+        except ValueError:
+            raise ValueError(f"data.task_weights {weights!r}: write a preset name or task:weight,...") from None
+    if isinstance(weights, str):
+        if weights not in TASK_WEIGHT_PRESETS:
+            raise ValueError(f"unknown task weights {weights!r}; presets: {', '.join(TASK_WEIGHT_PRESETS)}")
+        weights = TASK_WEIGHT_PRESETS[weights]
+    weights = {tasks.get(name).short: float(w) for name, w in dict(weights).items()}
+    missing = [t for t in present if weights.get(t, 0) <= 0]
+    if missing:
+        raise ValueError(f"tasks {', '.join(missing)} have data but no positive weight in data.task_weights")
+    return {t: weights[t] for t in present}
+
+
+def load_options(config: ml_collections.ConfigDict) -> LoadOptions:
+    d = config.data
+    largest = max(buckets_from_config(d.buckets))
+    return LoadOptions(
+        max_lengths=dataclasses.asdict(largest),
+        crop_seconds=dict(d.crop_seconds),
+        max_seconds=dict(d.max_seconds),
+        min_seconds=d.min_seconds,
+        on_bad_input=d.on_bad_input,
+        video_input=d.video_input,
+        image_size=config.model.clip.image_size,
+        tokenizer=d.tokenizer or None,
+        hop=int(np.prod(config.model.vae.strides)),
+        sample_rate=config.model.sample_rate,
+    )
+
+
+def open_datasets(entries: Sequence[Mapping[str, Any]]) -> list[ManifestSource]:
+    """Reads and checks every manifest of a dataset list (raises ``ManifestError`` listing the problems)."""
+    return [ManifestSource(DatasetSpec.from_config(entry)) for entry in entries]
+
+
+class _Tag:
+    """Pairs a row with its dataset's index (a class, not a lambda: worker processes unpickle it)."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def __call__(self, row: dict) -> tuple[int, dict]:
+        return self.index, row
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpec:
+    """What the batcher needs to pad a list of samples into one bucket-shaped batch."""
+
+    batch_size: int
+    buckets: tuple[Bucket, ...]
+    hop: int
+    speaker_dim: int
+    video_dim: int
+    num_datasets: int
+    image_size: int | None = None
+
+    def bucket_for(self, samples: Sequence[Mapping[str, Any]]) -> Bucket:
+        for bucket in self.buckets:
+            if all(bucket.fits(s, self.hop) for s in samples):
+                return bucket
+        raise ValueError("a sample exceeds the largest bucket (the loader should have cropped or skipped it)")
+
+    def collate(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        bucket = self.bucket_for(samples)
+        batch = collate(
+            samples,
+            hop=self.hop,
+            speaker_dim=self.speaker_dim,
+            video_dim=self.video_dim,
+            min_lengths=bucket.sizes(self.hop),
+            image_size=self.image_size,
+        )
+        batch["dataset"] = np.array([s["dataset"] for s in samples], np.int32)
+        batch["id"] = np.array([s["id"] for s in samples])
+        return batch
+
+
+class BucketBatchDataset(grain.IterDataset):
+    """Samples (or skip markers) → padded bucket batches with running skip counts (``skips``:
+    (datasets, reasons) int64, cumulative since the start of training, restored with the state)."""
+
+    def __init__(self, parent: grain.IterDataset, spec: BatchSpec):
+        super().__init__(parent)
+        self.spec = spec
+
+    def __iter__(self) -> _BucketBatchIterator:
+        return _BucketBatchIterator(self._parent.__iter__(), self.spec)
+
+
+class _BucketBatchIterator(grain.DatasetIterator):
+    def __init__(self, parent: grain.DatasetIterator, spec: BatchSpec):
+        super().__init__(parent)
+        self.spec = spec
+        self.skips = np.zeros((spec.num_datasets, len(SKIP_REASONS)), np.int64)
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        samples = []
+        while len(samples) < self.spec.batch_size:
+            sample = next(self._parent)
+            if "skip" in sample:
+                self.skips[sample["dataset"], SKIP_REASONS.index(sample["skip"])] += 1
+            else:
+                samples.append(sample)
+        batch = self.spec.collate(samples)
+        batch["skips"] = self.skips.copy()
+        return batch
+
+    def get_state(self) -> dict:
+        return {"parent": self._parent.get_state(), "skips": self.skips.tolist()}
+
+    def set_state(self, state: dict) -> None:
+        self._parent.set_state(state["parent"])
+        self.skips = np.asarray(state["skips"], np.int64).reshape(self.skips.shape)
+
+
+def sample_stream(
+    config: ml_collections.ConfigDict,
+    sources: Sequence[ManifestSource],
+    *,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+) -> grain.IterDataset:
+    """The endless, task-mixed stream of this host's samples (and skip markers), before batching."""
+    d = config.data
+    shard_index = jax.process_index() if shard_index is None else shard_index
+    shard_count = jax.process_count() if shard_count is None else shard_count
+    options = load_options(config)
+    by_task: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        by_task.setdefault(source.spec.task, []).append(i)
+    present = [t.short for t in tasks.TASKS if t.short in by_task]
+    weights = task_weights(d.task_weights, present)
+    loader = ExampleLoader(sources, options)
+    read = grain.ReadOptions(num_threads=d.read_threads, prefetch_buffer_size=d.read_buffer_size)
+    streams = {}
+    for task in present:
+        task_seed = config.seed * 1009 + tasks.index(task)
+        rows = grain.MapDataset.concatenate([grain.MapDataset.source(sources[i]).map(_Tag(i)) for i in by_task[task]])
+        rows = rows.shuffle(seed=task_seed).repeat()[shard_index::shard_count]
+        streams[task] = rows.random_map(loader, seed=task_seed + 1).to_iter_dataset(read)
+    return grain.IterDataset.mix(streams, weights)
+
+
+def train_dataset(
+    config: ml_collections.ConfigDict,
+    batch_size: int,
+    *,
+    split: str = "train",
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    sources: list[ManifestSource] | None = None,
+) -> grain.IterDataset:
+    """The endless, mixed, bucketed batch stream of this host (``batch_size`` = the per-host batch)."""
+    d = config.data
+    sources = open_datasets(d[split]) if sources is None else sources
+    options = load_options(config)
+    mixed = sample_stream(config, sources, shard_index=shard_index, shard_count=shard_count)
+    spec = BatchSpec(
+        batch_size=batch_size,
+        buckets=buckets_from_config(d.buckets),
+        hop=options.hop,
+        speaker_dim=config.model.phoneme.speaker_dim,
+        video_dim=config.model.video_dim,
+        num_datasets=len(sources),
+        image_size=options.image_size if options.video_input == "frames" else None,
+    )
+    batches = BucketBatchDataset(mixed, spec)
+    if d.worker_count > 0:
+        batches = batches.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=d.worker_count, per_worker_buffer_size=d.worker_buffer_size)
+        )
+    return batches
+
+
+def to_global(batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh, rules=None) -> dict[str, jax.Array]:
+    """This host's batch → global arrays sharded over the mesh's batch axes (each process feeds its
+    addressable shard; on one host this is a plain sharded ``device_put``)."""
+    return {
+        key: jax.make_array_from_process_local_data(parallel.batch_sharding(mesh, value.ndim, rules), value)
+        for key, value in batch.items()
+        if key not in HOST_KEYS
+    }
+
+
+def skip_summary(skips: np.ndarray, sources: Sequence[ManifestSource]) -> str:
+    """Readable per-dataset, per-reason counts of skipped rows."""
+    lines = []
+    for source, counts in zip(sources, np.asarray(skips), strict=True):
+        if counts.sum():
+            reasons = ", ".join(f"{reason} {n}" for reason, n in zip(SKIP_REASONS, counts, strict=True) if n)
+            lines.append(f"  {source.spec.label}: {int(counts.sum())} skipped ({reasons})")
+    return "skipped rows:\n" + "\n".join(lines) if lines else "skipped rows: none"
