@@ -128,6 +128,11 @@ class _Tag:
         return self.index, row
 
 
+def tagged_rows(source: ManifestSource, index: int) -> grain.MapDataset:
+    """The rows of one dataset as ``(dataset index, row)``, the input of :class:`ExampleLoader`."""
+    return grain.MapDataset.source(source).map(_Tag(index))
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchSpec:
     """What the batcher needs to pad a list of samples into one bucket-shaped batch."""
