@@ -70,6 +70,8 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
     config.model.clip = ml_collections.ConfigDict(
         dict(image_size=224, patch_size=14, hidden_size=1024, intermediate_size=4096, num_layers=24, num_heads=16)
     )
+    # Weights of the frozen encoders (weights/frozen.py); empty = random (tests and toys only).
+    config.model.frozen_weights = ml_collections.ConfigDict(dict(vae="", t5="", clip=""))
     # Frozen Flan-T5-large encoder (captions and instructions).
     config.model.t5 = ml_collections.ConfigDict(
         dict(vocab_size=32128, d_model=1024, d_kv=64, d_ff=2816, num_layers=24, num_heads=16)
@@ -97,6 +99,7 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
             on_bad_input="skip",  # or "raise"
             video_input="features",  # or "frames": video files, CLIP-encoded in the train step
             tokenizer="",  # SentencePiece model for captions (Flan-T5's spiece.model)
+            cache="",  # a latent cache (python -m uniflow_jax.data.cache) to read instead of the manifests
             read_threads=8,  # per task stream
             read_buffer_size=16,
             worker_count=0,  # >0: batches are prepared in that many worker processes

@@ -135,15 +135,15 @@ def test_worker_processes_resume_exactly(corpus):
 
 def test_hosts_get_disjoint_shards_that_cover_each_epoch(corpus):
     config = make_config(corpus, tasks=("t2a",))
-    sources = pipeline.open_datasets(config.data.train)
+    inputs = pipeline.open_inputs(config)
     seen = []
     for host in range(2):
-        stream = iter(pipeline.sample_stream(config, sources, shard_index=host, shard_count=2))
+        stream = iter(pipeline.sample_stream(config, inputs, shard_index=host, shard_count=2))
         seen.append([s["id"] for s in take(stream, ROWS // 2)])
     assert not set(seen[0]) & set(seen[1])
     assert set(seen[0]) | set(seen[1]) == set(corpus["t2a"]["ids"])
     # The second epoch is reshuffled and again split disjointly.
-    stream = iter(pipeline.sample_stream(config, sources, shard_index=0, shard_count=2))
+    stream = iter(pipeline.sample_stream(config, inputs, shard_index=0, shard_count=2))
     second = [s["id"] for s in take(stream, ROWS)[ROWS // 2 :]]
     assert len(set(second)) == ROWS // 2 and second != seen[0]
 
@@ -175,7 +175,7 @@ def test_bad_audio_is_skipped_and_counted(bad_corpus, corpus):
         assert counts.pop(reason) in (5, 6), reason
     assert set(counts.values()) == {0}
     assert batch["skips"][1].tolist() == [0] * 6 + [batch["skips"][1, 6], 0] and batch["skips"][1, 6] > 5
-    summary = pipeline.skip_summary(batch["skips"], sources)
+    summary = pipeline.skip_summary(batch["skips"], [s.spec.label for s in sources])
     assert "bad_t2a: " in summary and "nonfinite" in summary and "bad_svs: " in summary
 
     config.data.on_bad_input = "raise"

@@ -13,6 +13,8 @@ holds ``instruction_id`` = task index · 10 + k, to be looked up in the instruct
 
 Every content kind gets its own padded array (zeros and a False mask for samples of other tasks), so a
 batch can mix tasks. ``min_lengths`` pads a key's time axis further (length buckets keep shapes static).
+With ``cached_dims``, the frozen encoders' outputs read from the latent cache replace raw inputs:
+``waveform_mean/_std`` and ``audio_mean/_std`` (frames, latent) VAE posteriors, ``text_features`` (L, D).
 Units of fixed duration get their durations here, as the original datasets do: SE/SR 0.02 s per latent
 frame, V2A 0.1 s per video frame, T2A/T2M a single dummy unit of 1 s.
 """
@@ -47,7 +49,8 @@ def unit_durations(task: tasks.Task, sample: Sample, hop: int) -> np.ndarray | N
     if sample.get("duration") is not None:
         return np.asarray(sample["duration"], np.float32)
     if task.content == "audio":
-        return np.full(len(sample["audio"]) // hop, task.unit_seconds, np.float32)
+        frames = len(sample["audio_mean"]) if "audio_mean" in sample else len(sample["audio"]) // hop
+        return np.full(frames, task.unit_seconds, np.float32)
     if task.content == "video":
         return np.full(len(sample.get("video", sample.get("video_frames"))), task.unit_seconds, np.float32)
     if task.content == "text":
@@ -63,6 +66,7 @@ def collate(
     video_dim: int,
     min_lengths: Mapping[str, int] | None = None,
     image_size: int | None = None,
+    cached_dims: Mapping[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Pads ``samples`` into one batch dict (see the module docstring for the fields)."""
     specs = [tasks.get(s["task"]) for s in samples]
@@ -88,14 +92,23 @@ def collate(
     batch["singer"] = np.array(
         [int(s["singer"]) if t.content == "score" else 0 for s, t in zip(samples, specs, strict=True)], np.int32
     )
-    batch["audio"], audio_mask = field("audio", "audio", np.float32)
-    batch["audio_lengths"] = audio_mask.sum(1).astype(np.int32)
+    if cached_dims is None:
+        batch["audio"], audio_mask = field("audio", "audio", np.float32)
+        batch["audio_lengths"] = audio_mask.sum(1).astype(np.int32)
+    else:
+        latent = (cached_dims["latent"],)
+        batch["audio_mean"], audio_mask = field("audio_mean", "audio", np.float32, latent)
+        batch["audio_std"], _ = field("audio_std", "audio", np.float32, latent)
+        batch["audio_lengths"] = audio_mask.sum(1).astype(np.int32) * hop
     if image_size is None:
         batch["video"], batch["video_mask"] = field("video", "video", np.float32, (video_dim,))
     else:
         pixels = (image_size, image_size, 3)
         batch["video_frames"], batch["video_mask"] = field("video_frames", "video", np.float32, pixels)
-    batch["text_ids"], batch["text_mask"] = field("text_ids", "text", np.int32)
+    if cached_dims is None:
+        batch["text_ids"], batch["text_mask"] = field("text_ids", "text", np.int32)
+    else:
+        batch["text_features"], batch["text_mask"] = field("text_features", "text", np.float32, (cached_dims["text"],))
     if all("instruction" in s for s in samples):
         instructions = [np.asarray(s["instruction"], np.float32) for s in samples]
         length = max([minimum.get("instruction", 1)] + [len(i) for i in instructions])
@@ -111,7 +124,15 @@ def collate(
     if all(d is not None for d in durations):
         length = max([minimum.get("duration", 1)] + [len(d) for d in durations])
         batch["duration"], batch["duration_mask"] = _stack(durations, np.float32, length)
-    if all(s.get("waveform") is not None for s in samples):
+    if all(s.get("waveform_mean") is not None for s in samples):
+        # Rows = the valid frames + one frame of the silence after them (kept where the padding has room).
+        frames = np.array([s["latent_frames"] for s in samples], np.int32)
+        length = max(minimum.get("waveform_mean", 1), int(frames.max()))
+        for key in ("waveform_mean", "waveform_std"):
+            rows = [s[key][:length] for s in samples]
+            batch[key], _ = _stack(rows, np.float32, length, (cached_dims["latent"],))
+        batch["waveform_lengths"] = frames * hop
+    elif all(s.get("waveform") is not None for s in samples):
         waves = [np.asarray(s["waveform"], np.float32) for s in samples]
         length = max([minimum.get("waveform", hop)] + [len(w) for w in waves])
         batch["waveform"], wave_mask = _stack(waves, np.float32, length)

@@ -158,14 +158,15 @@ def _h5_video_rows(path: str) -> dict[str, int]:
     return {(v.decode() if isinstance(v, bytes) else str(v)): i for i, v in enumerate(ids)}
 
 
-def video(value: Any, key: str, resolve: Resolve, *, frames: bool, image_size: int, max_seconds: float) -> dict:
-    """Per-frame features (10 fps) from ``.npy`` / the original's HDF5, or CLIP pixels from a video file."""
+def video(value: Any, key: str, resolve: Resolve, *, frames: bool | None, image_size: int, max_seconds: float) -> dict:
+    """Per-frame features (10 fps) from ``.npy`` / the original's HDF5, or CLIP pixels from a video file.
+    ``frames``: which of the two the caller needs (None: whichever the file holds)."""
     path = resolve(str(value))
     suffix = pathlib.Path(path).suffix.lower()
     if not os.path.isfile(path):
         raise BadContent(f"{path}: no such file")
     if suffix in VIDEO_SUFFIXES:
-        if not frames:
+        if frames is False:
             raise BadContent(
                 f"{path}: a video file needs data.video_input='frames' (CLIP in the train step) or the latent cache"
             )
@@ -176,7 +177,7 @@ def video(value: Any, key: str, resolve: Resolve, *, frames: bool, image_size: i
         except (ValueError, OSError) as error:
             raise BadContent(f"{path}: {error}") from None
         return {"video_frames": pixels}
-    if frames:
+    if frames is True:
         raise BadContent(f"{path}: data.video_input='frames' needs video files, not features")
     if suffix == ".npy":
         features = np.load(path, allow_pickle=False)

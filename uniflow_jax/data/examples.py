@@ -48,14 +48,14 @@ class LoadOptions:
     hop: int = 480
     sample_rate: int = SAMPLE_RATE
     on_bad_input: str = "skip"  # or "raise"
-    video_input: str = "features"  # or "frames" (CLIP pixels; the train step encodes them)
+    video_input: str = "features"  # "frames": CLIP pixels (the train step encodes them); "auto": as the file is
     image_size: int = 224
     tokenizer: str | None = None  # SentencePiece model for captions
 
     def __post_init__(self):
         if self.on_bad_input not in ("skip", "raise"):
             raise ValueError(f"data.on_bad_input must be 'skip' or 'raise', not {self.on_bad_input!r}")
-        if self.video_input not in ("features", "frames"):
+        if self.video_input not in ("features", "frames", "auto"):
             raise ValueError(f"data.video_input must be 'features' or 'frames', not {self.video_input!r}")
 
 
@@ -134,7 +134,7 @@ class ExampleLoader:
                     value,
                     key,
                     source.content_path,
-                    frames=o.video_input == "frames",
+                    frames={"features": False, "frames": True, "auto": None}[o.video_input],
                     image_size=o.image_size,
                     max_seconds=crop / o.sample_rate,
                 )

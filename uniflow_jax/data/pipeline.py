@@ -13,7 +13,7 @@ deterministic given the seed and the iterator's state is small and exactly resto
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from uniflow_jax import parallel, tasks
+from uniflow_jax.data import cached
 from uniflow_jax.data.collate import collate
 from uniflow_jax.data.examples import SKIP_REASONS, ExampleLoader, LoadOptions
 from uniflow_jax.data.manifest import DatasetSpec, ManifestSource
@@ -49,9 +50,12 @@ class Bucket:
         """Minimum padded lengths of ``collate``'s fields for this bucket."""
         units = max(self.latent, self.phoneme, self.score, self.video, 1)
         score = {key: self.score for key in ("score_phoneme", "midi", "midi_duration", "is_slur")}
+        latents = {key: self.latent for key in ("waveform_mean", "waveform_std", "audio_mean", "audio_std")}
         return dict(
             waveform=self.latent * hop,
             audio=self.latent * hop,
+            text_features=self.text,
+            **latents,
             phoneme=self.phoneme,
             video=self.video,
             video_frames=self.video,
@@ -61,12 +65,13 @@ class Bucket:
         )
 
     def fits(self, sample: Mapping[str, Any], hop: int) -> bool:
+        latent = sample["latent_frames"] if "latent_frames" in sample else len(sample["waveform"]) // hop
         lengths = {
-            "latent": len(sample["waveform"]) // hop,
+            "latent": latent,
             "phoneme": len(sample.get("phoneme", ())),
             "score": len(sample.get("score_phoneme", ())),
             "video": len(sample.get("video", sample.get("video_frames", ()))),
-            "text": len(sample.get("text_ids", ())),
+            "text": len(sample.get("text_ids", sample.get("text_features", ()))),
         }
         return all(n <= getattr(self, kind) for kind, n in lengths.items())
 
@@ -144,6 +149,7 @@ class BatchSpec:
     video_dim: int
     num_datasets: int
     image_size: int | None = None
+    cached_dims: Mapping[str, int] | None = None
 
     def bucket_for(self, samples: Sequence[Mapping[str, Any]]) -> Bucket:
         for bucket in self.buckets:
@@ -160,6 +166,7 @@ class BatchSpec:
             video_dim=self.video_dim,
             min_lengths=bucket.sizes(self.hop),
             image_size=self.image_size,
+            cached_dims=self.cached_dims,
         )
         batch["dataset"] = np.array([s["dataset"] for s in samples], np.int32)
         batch["id"] = np.array([s["id"] for s in samples])
@@ -204,9 +211,40 @@ class _BucketBatchIterator(grain.DatasetIterator):
         self.skips = np.asarray(state["skips"], np.int64).reshape(self.skips.shape)
 
 
+@dataclasses.dataclass
+class SplitInputs:
+    """What one split reads: per task, its rows (manifest rows or cache records) and the loader that turns
+    a row into a sample; the datasets' labels (skip counts are per dataset); cached feature sizes."""
+
+    rows: dict[str, grain.MapDataset]
+    loader: Callable[[Any, np.random.Generator], dict]
+    labels: list[str]
+    cached_dims: dict[str, int] | None = None
+
+
+def open_inputs(
+    config: ml_collections.ConfigDict, split: str = "train", sources: Sequence[ManifestSource] | None = None
+) -> SplitInputs:
+    """The manifests of ``config.data[split]`` — or, with ``config.data.cache``, the cache's records."""
+    options = load_options(config)
+    if config.data.cache:
+        record_sources, labels = cached.open_cache(config.data.cache, split)
+        rows = {task: grain.MapDataset.source(source) for task, source in record_sources.items()}
+        dims = {"latent": config.model.vae.latent_dim, "text": config.model.t5.d_model}
+        return SplitInputs(rows, cached.CachedLoader(options), labels, dims)
+    sources = open_datasets(config.data[split]) if sources is None else sources
+    by_task: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        by_task.setdefault(source.spec.task, []).append(i)
+    rows = {
+        task: grain.MapDataset.concatenate([tagged_rows(sources[i], i) for i in mine]) for task, mine in by_task.items()
+    }
+    return SplitInputs(rows, ExampleLoader(list(sources), options), [s.spec.label for s in sources])
+
+
 def sample_stream(
     config: ml_collections.ConfigDict,
-    sources: Sequence[ManifestSource],
+    inputs: SplitInputs,
     *,
     shard_index: int | None = None,
     shard_count: int | None = None,
@@ -215,20 +253,14 @@ def sample_stream(
     d = config.data
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
-    options = load_options(config)
-    by_task: dict[str, list[int]] = {}
-    for i, source in enumerate(sources):
-        by_task.setdefault(source.spec.task, []).append(i)
-    present = [t.short for t in tasks.TASKS if t.short in by_task]
+    present = [t.short for t in tasks.TASKS if t.short in inputs.rows]
     weights = task_weights(d.task_weights, present)
-    loader = ExampleLoader(sources, options)
     read = grain.ReadOptions(num_threads=d.read_threads, prefetch_buffer_size=d.read_buffer_size)
     streams = {}
     for task in present:
         task_seed = config.seed * 1009 + tasks.index(task)
-        rows = grain.MapDataset.concatenate([grain.MapDataset.source(sources[i]).map(_Tag(i)) for i in by_task[task]])
-        rows = rows.shuffle(seed=task_seed).repeat()[shard_index::shard_count]
-        streams[task] = rows.random_map(loader, seed=task_seed + 1).to_iter_dataset(read)
+        rows = inputs.rows[task].shuffle(seed=task_seed).repeat()[shard_index::shard_count]
+        streams[task] = rows.random_map(inputs.loader, seed=task_seed + 1).to_iter_dataset(read)
     return grain.IterDataset.mix(streams, weights)
 
 
@@ -239,21 +271,22 @@ def train_dataset(
     split: str = "train",
     shard_index: int | None = None,
     shard_count: int | None = None,
-    sources: list[ManifestSource] | None = None,
+    sources: Sequence[ManifestSource] | None = None,
 ) -> grain.IterDataset:
     """The endless, mixed, bucketed batch stream of this host (``batch_size`` = the per-host batch)."""
     d = config.data
-    sources = open_datasets(d[split]) if sources is None else sources
     options = load_options(config)
-    mixed = sample_stream(config, sources, shard_index=shard_index, shard_count=shard_count)
+    inputs = open_inputs(config, split, sources)
+    mixed = sample_stream(config, inputs, shard_index=shard_index, shard_count=shard_count)
     spec = BatchSpec(
         batch_size=batch_size,
         buckets=buckets_from_config(d.buckets),
         hop=options.hop,
         speaker_dim=config.model.phoneme.speaker_dim,
         video_dim=config.model.video_dim,
-        num_datasets=len(sources),
-        image_size=options.image_size if options.video_input == "frames" else None,
+        num_datasets=len(inputs.labels),
+        image_size=options.image_size if options.video_input == "frames" and not inputs.cached_dims else None,
+        cached_dims=inputs.cached_dims,
     )
     batches = BucketBatchDataset(mixed, spec)
     if d.worker_count > 0:
@@ -273,11 +306,11 @@ def to_global(batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh, rules=No
     }
 
 
-def skip_summary(skips: np.ndarray, sources: Sequence[ManifestSource]) -> str:
+def skip_summary(skips: np.ndarray, labels: Sequence[str]) -> str:
     """Readable per-dataset, per-reason counts of skipped rows."""
     lines = []
-    for source, counts in zip(sources, np.asarray(skips), strict=True):
+    for label, counts in zip(labels, np.asarray(skips), strict=True):
         if counts.sum():
             reasons = ", ".join(f"{reason} {n}" for reason, n in zip(SKIP_REASONS, counts, strict=True) if n)
-            lines.append(f"  {source.spec.label}: {int(counts.sum())} skipped ({reasons})")
+            lines.append(f"  {label}: {int(counts.sum())} skipped ({reasons})")
     return "skipped rows:\n" + "\n".join(lines) if lines else "skipped rows: none"

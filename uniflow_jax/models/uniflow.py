@@ -85,6 +85,19 @@ class ContentEncoder(nnx.Module):
         self.text_proj = Linear(cfg.t5.d_model, d, ("channels", "embed"), rngs=rngs)
 
 
+def latent_moments(frozen: FrozenEncoders, batch: Batch, name: str) -> tuple[jax.Array, jax.Array]:
+    """VAE posterior (mean, std) of ``batch[name]`` (``waveform`` or ``audio``), or the cached
+    ``{name}_mean`` / ``{name}_std`` of a batch read from the latent cache."""
+    if f"{name}_mean" in batch:
+        return batch[f"{name}_mean"], batch[f"{name}_std"]
+    return frozen.vae.encode_moments(batch[name])
+
+
+def latent_frames(batch: Batch, name: str, hop: int) -> int:
+    """The padded number of latent frames of ``batch[name]`` (raw audio or cached moments)."""
+    return batch[f"{name}_mean"].shape[1] if f"{name}_mean" in batch else batch[name].shape[1] // hop
+
+
 def _pad_to(x: jax.Array, length: int) -> jax.Array:
     return jnp.pad(x, [(0, 0), (0, length - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
 
@@ -133,11 +146,14 @@ class UniFlow(nnx.Module):
     def encode_content(self, frozen: FrozenEncoders, batch: Batch, audio_eps: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Content (B, Lc, D) and mask (B, Lc): each sample through its task's encoder, zero-padded."""
         enc, hop = self.content_encoder, self.cfg.vae.hop_length
-        audio_mask = jnp.arange(batch["audio"].shape[1] // hop)[None] < (batch["audio_lengths"] // hop)[:, None]
-        mean, std = frozen.vae.encode_moments(batch["audio"])
+        mean, std = latent_moments(frozen, batch, "audio")
+        audio_mask = jnp.arange(mean.shape[1])[None] < (batch["audio_lengths"] // hop)[:, None]
         audio_latent = jax.lax.stop_gradient(mean + std * audio_eps)
         video = batch["video"] / jnp.maximum(jnp.linalg.norm(batch["video"], axis=-1, keepdims=True), 1e-12)
-        text = jax.lax.stop_gradient(frozen.t5(batch["text_ids"], batch["text_mask"]))
+        if "text_features" in batch:  # cached T5 outputs
+            text = batch["text_features"]
+        else:
+            text = jax.lax.stop_gradient(frozen.t5(batch["text_ids"], batch["text_mask"]))
         outputs = {
             "phoneme": (
                 enc.phoneme_encoder(batch["phoneme"], batch["phoneme_mask"], batch["xvector"]),
@@ -197,7 +213,7 @@ class UniFlow(nnx.Module):
         """The original's training objective for one batch; ``reduce=False`` gives per-sample validation losses."""
         cfg, hop = self.cfg, self.cfg.vae.hop_length
         is_ta = jnp.asarray(_TASK_IS_TA)[batch["task"]]
-        target_mean, target_std = frozen.vae.encode_moments(batch["waveform"])
+        target_mean, target_std = latent_moments(frozen, batch, "waveform")
         x0 = jax.lax.stop_gradient(target_mean + target_std * draws.target_eps)
         num_frames = x0.shape[1]
         frames = batch["waveform_lengths"] // hop
@@ -255,7 +271,11 @@ class UniFlow(nnx.Module):
     def draws(self, key: jax.Array, batch: Batch, *, train: bool = True) -> Draws:
         """Fresh random draws for ``batch``; without ``train``: fixed t = 500 and no CFG dropout."""
         hop, latent = self.cfg.vae.hop_length, self.cfg.vae.latent_dim
-        b, frames = batch["waveform"].shape[0], batch["waveform"].shape[1] // hop
+        b, frames, audio_frames = (
+            batch["task"].shape[0],
+            latent_frames(batch, "waveform", hop),
+            latent_frames(batch, "audio", hop),
+        )
         k = jax.random.split(key, 5)
         if train:
             u = flow.sample_u(k[3], b, self.cfg.timestep_sampling)
@@ -264,7 +284,7 @@ class UniFlow(nnx.Module):
             u, drop = jnp.full((b,), 0.5), jnp.zeros((b,), bool)
         return Draws(
             target_eps=jax.random.normal(k[0], (b, frames, latent)),
-            audio_eps=jax.random.normal(k[1], (b, batch["audio"].shape[1] // hop, latent)),
+            audio_eps=jax.random.normal(k[1], (b, audio_frames, latent)),
             noise=jax.random.normal(k[2], (b, frames, latent)),
             u=u,
             cfg_drop=drop,

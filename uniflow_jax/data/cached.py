@@ -1,0 +1,73 @@
+"""Reading the latent cache (written by ``python -m uniflow_jax.data.cache``) into pipeline samples.
+
+A cache record holds the frozen encoders' outputs for one manifest row; :class:`CachedLoader` makes the
+same per-epoch draws as :class:`~uniflow_jax.data.examples.ExampleLoader` on them (instruction choice,
+task crops — here at the latent level, 50 frames per second, the same window for SE/SR input and target;
+a crop's edge frames differ slightly from encoding the cropped audio, as the encoder sees past the edges).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from uniflow_jax import tasks
+from uniflow_jax.data import records
+from uniflow_jax.data.examples import NUM_INSTRUCTIONS, LoadOptions
+
+META_FILE = "uniflow_cache.json"
+LATENT_RATE = 50  # latent frames per second (24 kHz / hop 480)
+VIDEO_RATE = 10  # video frames per second
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedLoader:
+    """Cache record, rng → sample: the per-epoch draws of :class:`ExampleLoader` on cached features."""
+
+    options: LoadOptions
+
+    def __call__(self, record: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        task = tasks.TASKS[int(record["task"])].short
+        sample: dict[str, Any] = {"task": task, "instruction_index": int(rng.integers(NUM_INSTRUCTIONS))}
+        sample.update(id=str(record["id"]), dataset=int(record["dataset"]))
+        frames = len(record["waveform_mean"]) - 1  # the last row is the silence after the clip
+        limit = min(self.options.max_lengths["latent"], frames)
+        crop = min(limit, round(self.options.crop_seconds.get(task, limit / LATENT_RATE) * LATENT_RATE))
+        start = int(rng.integers(0, frames - crop + 1)) if task in ("se", "sr", "t2m", "t2a") and frames > crop else 0
+        window = slice(start, start + crop)
+        sample["latent_frames"] = crop
+        for key in ("waveform_mean", "waveform_std"):
+            sample[key] = record[key][start : start + crop + 1]  # + the frame after the window
+        if task in ("se", "sr"):
+            sample["audio_mean"], sample["audio_std"] = record["audio_mean"][window], record["audio_std"][window]
+        elif task == "v2a":
+            sample["video"] = record["video"][: crop * VIDEO_RATE // LATENT_RATE]
+        elif task in ("t2a", "t2m"):
+            sample["text_features"] = record["text_features"]
+        elif task == "tts":
+            sample.update({k: record[k] for k in ("phoneme", "xvector", "duration")})
+        else:
+            keys = ("score_phoneme", "midi", "midi_duration", "is_slur", "duration", "singer")
+            sample.update({k: record[k] for k in keys})
+        return sample
+
+
+def open_cache(cache: str, split: str) -> tuple[dict[str, records.RecordSource], list[str]]:
+    """The per-task record sources of ``split`` and the names of the datasets they came from."""
+    meta = json.loads((pathlib.Path(cache) / META_FILE).read_text())
+    if split not in meta["datasets"]:
+        raise ValueError(f"the cache at {cache} has no split {split!r} (it has {', '.join(meta['datasets'])})")
+    import tensorflow_datasets as tfds
+
+    written = tfds.builder_from_directory(cache).info.splits
+    sources = {
+        task.short: records.RecordSource(cache, f"{split}_{task.short}")
+        for task in tasks.TASKS
+        if f"{split}_{task.short}" in written
+    }
+    return sources, meta["datasets"][split]
