@@ -23,12 +23,15 @@ from uniflow_jax import config_lib, instructions
 from uniflow_jax.data import cache, demo, pipeline
 from uniflow_jax.frontends import text
 
-_CORPUS = flags.DEFINE_string("corpus", None, "A demo corpus folder (default: build one in a temporary folder).")
-_BATCH = flags.DEFINE_integer("batch_size", 16, "Samples per batch.")
-_BATCHES = flags.DEFINE_integer("batches", 40, "Timed batches per setting (after 3 warm-up batches).")
-_WORKERS = flags.DEFINE_list("workers", ["0", "2"], "Worker-process counts to measure (0: threads only).")
-_CACHED = flags.DEFINE_bool("cached", True, "Also measure reading the latent cache.")
-_JSON = flags.DEFINE_string("json", None, "Write the figures to this JSON file too.")
+
+def _define_flags() -> None:
+    """Flags of the command (defined only when run, so importing this module defines none)."""
+    flags.DEFINE_string("corpus", None, "A demo corpus folder (default: build one in a temporary folder).")
+    flags.DEFINE_integer("batch_size", 16, "Samples per batch.")
+    flags.DEFINE_integer("batches", 40, "Timed batches per setting (after 3 warm-up batches).")
+    flags.DEFINE_list("workers", ["0", "2"], "Worker-process counts to measure (0: threads only).")
+    flags.DEFINE_bool("cached", True, "Also measure reading the latent cache.")
+    flags.DEFINE_string("json", None, "Write the figures to this JSON file too.")
 
 
 def demo_config(corpus: pathlib.Path, workdir: pathlib.Path) -> ml_collections.ConfigDict:
@@ -64,23 +67,24 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, batches: int) ->
 
 def main(argv: list[str]) -> None:
     del argv
+    f = flags.FLAGS
     with tempfile.TemporaryDirectory() as tmp:
         workdir = pathlib.Path(tmp)
-        corpus = pathlib.Path(_CORPUS.value) if _CORPUS.value else workdir / "corpus"
-        if not _CORPUS.value:
+        corpus = pathlib.Path(f.corpus) if f.corpus else workdir / "corpus"
+        if not f.corpus:
             demo.build(corpus)
         config = demo_config(corpus, workdir)
         results = {}
-        for workers in map(int, _WORKERS.value):
+        for workers in map(int, f.workers):
             config.data.worker_count = workers
-            results[f"on_the_fly_workers_{workers}"] = measure(config, _BATCH.value, _BATCHES.value)
-        if _CACHED.value:
+            results[f"on_the_fly_workers_{workers}"] = measure(config, f.batch_size, f.batches)
+        if f.cached:
             started = time.perf_counter()
             cache.build(config, workdir / "cache", ["train"])
             results["cache_build_seconds"] = time.perf_counter() - started
             config.data.cache, config.data.worker_count = str(workdir / "cache"), 0
-            results["cached_workers_0"] = measure(config, _BATCH.value, _BATCHES.value)
-    print(f"input pipeline, demo corpus, batch {_BATCH.value}, {_BATCHES.value} batches per setting:")
+            results["cached_workers_0"] = measure(config, f.batch_size, f.batches)
+    print(f"input pipeline, demo corpus, batch {f.batch_size}, {f.batches} batches per setting:")
     for name, figures in results.items():
         if isinstance(figures, dict):
             print(
@@ -89,9 +93,10 @@ def main(argv: list[str]) -> None:
             )
         else:
             print(f"  {name:24s} {figures:7.1f} s")
-    if _JSON.value:
-        pathlib.Path(_JSON.value).write_text(json.dumps(results, indent=2))
+    if f.json:
+        pathlib.Path(f.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

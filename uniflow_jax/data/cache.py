@@ -173,22 +173,24 @@ def build(config: ml_collections.ConfigDict, out: str | pathlib.Path, splits: Se
     return summary
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config (a get_config() file).")
-_OUT = flags.DEFINE_string("out", None, "Output folder of the cache (a TFDS dataset).")
-_SPLITS = flags.DEFINE_list("splits", ["train", "val"], "Dataset lists of config.data to cache.")
+def _define_flags() -> None:
+    """Flags of the command (defined only when run, so importing this module defines none)."""
+    config_flags.DEFINE_config_file("config", None, "Experiment config (a get_config() file).")
+    flags.DEFINE_string("out", None, "Output folder of the cache (a TFDS dataset).")
+    flags.DEFINE_list("splits", ["train", "val"], "Dataset lists of config.data to cache.")
+    flags.mark_flags_as_required(["config", "out"])
 
 
 def main(argv: list[str]) -> None:
     del argv
-    config = _CONFIG.value
-    splits = [s for s in _SPLITS.value if config.data[s]]
-    summary = build(config, _OUT.value, splits)
+    config, out = flags.FLAGS.config, flags.FLAGS.out
+    summary = build(config, out, [s for s in flags.FLAGS.splits if config.data[s]])
     for split, report in summary.items():
-        logging.info("%s: %s examples per task\n%s", split, report["examples"], report["skips"])
+        logging.info("%s: %s examples per task", split, report["examples"])
         print(f"{split}: {report['examples']}\n{report['skips']}")
-    print(f"cache written to {_OUT.value}; set config.data.cache={_OUT.value} to train from it")
+    print(f"cache written to {out}; set config.data.cache={out} to train from it")
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "out"])
+    _define_flags()
     app.run(main)

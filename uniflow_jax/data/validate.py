@@ -22,10 +22,14 @@ from uniflow_jax.data import pipeline
 from uniflow_jax.data.examples import SKIP_REASONS, ExampleLoader
 from uniflow_jax.data.manifest import DatasetSpec, ManifestError, ManifestSource
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config (a get_config() file).")
-_SPLITS = flags.DEFINE_list("splits", ["train", "val"], "Dataset lists of config.data to check.")
-_AUDIO = flags.DEFINE_bool("audio", True, "Also load every row (audio checks, content, crops).")
-_THREADS = flags.DEFINE_integer("threads", 8, "Reader threads.")
+
+def _define_flags() -> None:
+    """Flags of the command (defined only when run, so importing this module defines none)."""
+    config_flags.DEFINE_config_file("config", None, "Experiment config (a get_config() file).")
+    flags.DEFINE_list("splits", ["train", "val"], "Dataset lists of config.data to check.")
+    flags.DEFINE_bool("audio", True, "Also load every row (audio checks, content, crops).")
+    flags.DEFINE_integer("threads", 8, "Reader threads.")
+    flags.mark_flags_as_required(["config"])
 
 
 def check_rows(config, sources: list[ManifestSource], threads: int) -> list[dict]:
@@ -84,9 +88,10 @@ def validate(config, splits: list[str], audio: bool, threads: int) -> int:
 
 def main(argv: list[str]) -> None:
     del argv
-    sys.exit(validate(_CONFIG.value, _SPLITS.value, _AUDIO.value, _THREADS.value))
+    f = flags.FLAGS
+    sys.exit(validate(f.config, f.splits, f.audio, f.threads))
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config"])
+    _define_flags()
     app.run(main)
