@@ -271,11 +271,8 @@ class UniFlow(nnx.Module):
     def draws(self, key: jax.Array, batch: Batch, *, train: bool = True) -> Draws:
         """Fresh random draws for ``batch``; without ``train``: fixed t = 500 and no CFG dropout."""
         hop, latent = self.cfg.vae.hop_length, self.cfg.vae.latent_dim
-        b, frames, audio_frames = (
-            batch["task"].shape[0],
-            latent_frames(batch, "waveform", hop),
-            latent_frames(batch, "audio", hop),
-        )
+        b = batch["waveform_mean" if "waveform_mean" in batch else "waveform"].shape[0]
+        frames, audio_frames = latent_frames(batch, "waveform", hop), latent_frames(batch, "audio", hop)
         k = jax.random.split(key, 5)
         if train:
             u = flow.sample_u(k[3], b, self.cfg.timestep_sampling)
