@@ -19,10 +19,9 @@ import numpy as np
 from uniflow_jax import tasks
 from uniflow_jax.data import records
 from uniflow_jax.data.examples import NUM_INSTRUCTIONS, LoadOptions
+from uniflow_jax.frontends.video import FRAME_RATE
 
 META_FILE = "uniflow_cache.json"
-LATENT_RATE = 50  # latent frames per second (24 kHz / hop 480)
-VIDEO_RATE = 10  # video frames per second
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +36,8 @@ class CachedLoader:
         sample.update(id=str(record["id"]), dataset=int(record["dataset"]))
         frames = len(record["waveform_mean"]) - 1  # the last row is the silence after the clip
         limit = min(self.options.max_lengths["latent"], frames)
-        crop = min(limit, round(self.options.crop_seconds.get(task, limit / LATENT_RATE) * LATENT_RATE))
+        rate = self.options.sample_rate / self.options.hop  # latent frames per second
+        crop = min(limit, round(self.options.crop_seconds.get(task, limit / rate) * rate))
         start = int(rng.integers(0, frames - crop + 1)) if task in ("se", "sr", "t2m", "t2a") and frames > crop else 0
         window = slice(start, start + crop)
         sample["latent_frames"] = crop
@@ -46,7 +46,7 @@ class CachedLoader:
         if task in ("se", "sr"):
             sample["audio_mean"], sample["audio_std"] = record["audio_mean"][window], record["audio_std"][window]
         elif task == "v2a":
-            sample["video"] = record["video"][: crop * VIDEO_RATE // LATENT_RATE]
+            sample["video"] = record["video"][: int(crop * FRAME_RATE / rate)]
         elif task in ("t2a", "t2m"):
             sample["text_features"] = record["text_features"]
         elif task == "tts":

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from uniflow_jax.frontends import symbols
+from uniflow_jax.frontends import video as video_io
 
 Resolve = Callable[[str], str]
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
@@ -170,8 +171,6 @@ def video(value: Any, key: str, resolve: Resolve, *, frames: bool | None, image_
             raise BadContent(
                 f"{path}: a video file needs data.video_input='frames' (CLIP in the train step) or the latent cache"
             )
-        from uniflow_jax.frontends import video as video_io
-
         try:
             pixels = video_io.clip_preprocess(video_io.read_frames(path, max_seconds=max_seconds), image_size)
         except (ValueError, OSError) as error:
@@ -192,7 +191,7 @@ def video(value: Any, key: str, resolve: Resolve, *, frames: bool | None, image_
     features = np.asarray(features, np.float32)
     if features.ndim != 2 or not np.all(np.isfinite(features)):
         raise BadContent(f"{path}: video features must be finite (frames, dim), got shape {features.shape}")
-    return {"video": features[: round(max_seconds * 10)]}
+    return {"video": features[: round(max_seconds * video_io.FRAME_RATE)]}
 
 
 def band_limit(audio: np.ndarray, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
