@@ -34,6 +34,7 @@ setup(
         # The latent/feature cache: a TFDS dataset in the ArrayRecord format (no TensorFlow needed).
         "tensorflow-datasets>=4.9.10,<4.10",
         "array-record>=0.8.6",
+        "tensorboardX>=2.6",
     ],
     extras_require={
         "test": ["pytest>=9.2,<10", "ruff==0.17.6"],

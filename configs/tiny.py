@@ -17,4 +17,10 @@ def get_config():
     config.model.adapter.update(num_heads=4, filter_channels=16)
     config.model.t5.update(vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
     config.flow.num_steps = 4
+    config.train.update(global_batch_size=8, num_steps=20, log_every=5, checkpoint_every=10, eval_every=0)
+    config.optimizer.update(learning_rate=1e-3, warmup_steps=5)
+    config.data.buckets = [
+        dict(latent=50, phoneme=16, score=16, video=10, text=16),
+        dict(latent=100, phoneme=32, score=32, video=20, text=32),
+    ]
     return config

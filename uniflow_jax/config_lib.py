@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import pathlib
 
+import jax
 import ml_collections
 
 from uniflow_jax import parallel
@@ -45,7 +46,7 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
             context_dim=1024,
             ta_context_dim=1024,
             remat="none",
-            dtype="float32",
+            dtype="auto",  # bfloat16 on TPU/GPU, float32 on CPU (where bf16 is slower)
         )
     )
     config.model.vae = ml_collections.ConfigDict(
@@ -72,6 +73,8 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
     )
     # Weights of the frozen encoders (weights/frozen.py); empty = random (tests and toys only).
     config.model.frozen_weights = ml_collections.ConfigDict(dict(vae="", t5="", clip=""))
+    # The released instructions/t5_embeddings.h5; empty = encode the instructions with the frozen T5.
+    config.model.instructions = ""
     # Frozen Flan-T5-large encoder (captions and instructions).
     config.model.t5 = ml_collections.ConfigDict(
         dict(vocab_size=32128, d_model=1024, d_kv=64, d_ff=2816, num_layers=24, num_heads=16)
@@ -107,14 +110,49 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
         )
     )
 
+    # What a run trains ("uniflow", or "vae" for the waveform VAE) and the original recipe (spec section 6).
+    config.objective = "uniflow"
+    config.train = ml_collections.ConfigDict(
+        dict(
+            num_steps=300_000,
+            global_batch_size=192,
+            grad_accum_steps=1,
+            log_every=50,
+            checkpoint_every=2000,
+            keep_checkpoints=2,
+            eval_every=2000,
+            eval_batches=3,
+            sample_every=0,  # >0: audio + spectrograms of every task in TensorBoard
+            ema_decay=0.0,  # the original keeps no EMA
+            max_nonfinite_in_a_row=20,
+            init_from="",  # fine-tune: a safetensors with the original names, or a workdir of ours
+            peak_tflops=0.0,  # per device, for MFU; 0 = the table (TPU/GPU), none on CPU
+        )
+    )
+    config.optimizer = ml_collections.ConfigDict(
+        dict(learning_rate=5e-5, warmup_steps=10_000, clip_norm=1.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
+    )
+    # Training the VAE itself (objective "vae"): random crops, L1 + multi-resolution STFT + KL.
+    config.vae_training = ml_collections.ConfigDict(
+        dict(segment_seconds=0.5, kl_weight=1e-4, stft_weight=1.0, l1_weight=1.0)
+    )
+
     config.mesh = ml_collections.ConfigDict()
     config.mesh.shape = (-1, 1, 1)  # (data, fsdp, tensor); -1 takes the remaining devices
     config.mesh.rules = [list(rule) for rule in parallel.DEFAULT_RULES]
     return config
 
 
+def compute_dtype(name: str) -> str:
+    """``auto`` → bfloat16 on TPU/GPU, float32 on CPU; other names pass through."""
+    if name != "auto":
+        return name
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
 def dit_config(config: ml_collections.ConfigDict) -> DiTConfig:
-    return DiTConfig(**config.model.dit.to_dict())
+    dit = config.model.dit.to_dict()
+    return DiTConfig(**{**dit, "dtype": compute_dtype(dit["dtype"])})
 
 
 def vae_config(config: ml_collections.ConfigDict) -> VAEConfig:
@@ -153,11 +191,11 @@ def mesh_rules(config: ml_collections.ConfigDict) -> list[tuple[str, str | tuple
     return [(name, tuple(axes) if isinstance(axes, (list, tuple)) else axes) for name, axes in config.mesh.rules]
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """``get_config()`` of a config file, as ``--config path`` would give it (for tests and scripts)."""
+def load_config_file(path: str, *args: str) -> ml_collections.ConfigDict:
+    """``get_config(*args)`` of a config file, as ``--config path[:arg]`` would give it (tests and scripts)."""
     spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"no config file at {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(*args)

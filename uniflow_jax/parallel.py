@@ -148,3 +148,27 @@ def shard_state(state: nnx.State, mesh: Mesh, rules: LogicalRules | None = None)
         shardings,
         is_leaf=lambda v: isinstance(v, nnx.Variable),
     )
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
+    """Joins a multi-process run before any other JAX call; every process runs the same command.
+
+    Explicit arguments (CPU/GPU clusters, localhost tests) are passed on; otherwise, on a Cloud TPU pod slice
+    or under SLURM / Open MPI with more than one task, ``jax.distributed.initialize()`` finds its peers from
+    the environment. A single process does nothing.
+    """
+    import os
+
+    explicit = coordinator_address is not None or (num_processes or 1) > 1
+    in_cluster = (
+        len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1
+        or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        or int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+    )
+    if not (explicit or in_cluster):
+        return
+    if jax.config.jax_platforms in ("cpu", None) and os.environ.get("JAX_PLATFORMS", "") == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)

@@ -27,9 +27,9 @@ def test_cached_batches_match_on_the_fly_batches(tmp_path, corpus):
     assert summary["train"]["examples"] == {t.short: ROWS for t in tasks.TASKS}
     assert summary["train"]["skips"] == "skipped rows: none"
 
-    raw = next(iter(pipeline.train_dataset(config, 8, shard_index=0, shard_count=1)))
+    raw = next(iter(pipeline.train_dataset(config, 8)))
     config.data.cache = str(tmp_path / "cache")
-    stream = iter(pipeline.train_dataset(config, 8, shard_index=0, shard_count=1))
+    stream = iter(pipeline.train_dataset(config, 8))
     read = next(stream)
     np.testing.assert_array_equal(raw["id"], read["id"])
     for key in ("task", "instruction_id", "waveform_lengths", "audio_lengths", "duration", "phoneme", "video"):

@@ -61,7 +61,7 @@ def test_every_task_loads_in_its_original_format(corpus):
 
 def test_batches_have_bucket_shapes_and_bounded_programs(corpus):
     config = make_config(corpus)
-    it = iter(pipeline.train_dataset(config, 8, shard_index=0, shard_count=1))
+    it = iter(pipeline.train_dataset(config, 8))
     shapes = set()
     for batch in take(it, 12):
         assert batch["waveform"].shape[1] in (50 * 480, 100 * 480)
@@ -78,7 +78,7 @@ def test_batches_have_bucket_shapes_and_bounded_programs(corpus):
 
 def test_mixture_matches_task_weights(corpus):
     config = make_config(corpus, crop_seconds=dict(se=0.5, sr=0.5, t2m=0.5, v2a=0.5))
-    it = iter(pipeline.train_dataset(config, 50, shard_index=0, shard_count=1))
+    it = iter(pipeline.train_dataset(config, 50))
     counts = collections.Counter()
     for batch in take(it, 100):
         counts.update(batch["task"].tolist())
@@ -91,7 +91,7 @@ def test_mixture_matches_task_weights(corpus):
 
 def test_custom_weights_and_unknown_preset(corpus):
     config = make_config(corpus, tasks=("t2a", "tts"), task_weights="t2a:3, tts:1")
-    batch = next(iter(pipeline.train_dataset(config, 40, shard_index=0, shard_count=1)))
+    batch = next(iter(pipeline.train_dataset(config, 40)))
     assert (batch["task"] == tasks.index("t2a")).sum() == 30
     with pytest.raises(ValueError, match="unknown task weights 'balanced'"):
         pipeline.task_weights("balanced", ["tts"])
@@ -101,12 +101,12 @@ def test_custom_weights_and_unknown_preset(corpus):
 
 def test_deterministic_and_resumable(corpus):
     config = make_config(corpus)
-    dataset = pipeline.train_dataset(config, 4, shard_index=0, shard_count=1)
+    dataset = pipeline.train_dataset(config, 4)
     it = iter(dataset)
     take(it, 3)
     state = it.get_state()
     expected = take(it, 4)
-    resumed = iter(pipeline.train_dataset(config, 4, shard_index=0, shard_count=1))
+    resumed = iter(pipeline.train_dataset(config, 4))
     resumed.set_state(state)
     for a, b in zip(expected, take(resumed, 4), strict=True):
         assert_batches_equal(a, b)
@@ -114,7 +114,7 @@ def test_deterministic_and_resumable(corpus):
     for a, b in zip(expected, fresh, strict=True):
         assert_batches_equal(a, b)
     config.seed = 7
-    other = take(iter(pipeline.train_dataset(config, 4, shard_index=0, shard_count=1)), 7)[3:]
+    other = take(iter(pipeline.train_dataset(config, 4)), 7)[3:]
     assert any(not np.array_equal(a["id"], b["id"]) for a, b in zip(expected, other, strict=True))
 
 
@@ -123,34 +123,35 @@ def test_worker_processes_resume_exactly(corpus):
 
     flags.FLAGS.mark_as_parsed()  # grain's spawned workers read absl flags
     config = make_config(corpus, tasks=("t2a", "tts", "se"), worker_count=2)
-    it = iter(pipeline.train_dataset(config, 4, shard_index=0, shard_count=1))
+    it = iter(pipeline.train_dataset(config, 4))
     take(it, 2)
     state = it.get_state()
     expected = take(it, 3)
-    resumed = iter(pipeline.train_dataset(config, 4, shard_index=0, shard_count=1))
+    resumed = iter(pipeline.train_dataset(config, 4))
     resumed.set_state(state)
     for a, b in zip(expected, take(resumed, 3), strict=True):
         assert_batches_equal(a, b)
 
 
-def test_hosts_get_disjoint_shards_that_cover_each_epoch(corpus):
-    config = make_config(corpus, tasks=("t2a",))
-    inputs = pipeline.open_inputs(config)
-    seen = []
-    for host in range(2):
-        stream = iter(pipeline.sample_stream(config, inputs, shard_index=host, shard_count=2))
-        seen.append([s["id"] for s in take(stream, ROWS // 2)])
-    assert not set(seen[0]) & set(seen[1])
-    assert set(seen[0]) | set(seen[1]) == set(corpus["t2a"]["ids"])
-    # The second epoch is reshuffled and again split disjointly.
-    stream = iter(pipeline.sample_stream(config, inputs, shard_index=0, shard_count=2))
-    second = [s["id"] for s in take(stream, ROWS)[ROWS // 2 :]]
-    assert len(set(second)) == ROWS // 2 and second != seen[0]
+def test_hosts_keep_complementary_rows_of_the_same_global_batches(corpus):
+    config = make_config(corpus)
+    whole = take(iter(pipeline.train_dataset(config, 8)), 3)
+    halves = [take(iter(pipeline.train_dataset(config, 8, rows=rows)), 3) for rows in ([0, 1, 2, 3], [4, 5, 6, 7])]
+    for full, first, second in zip(whole, *halves, strict=True):
+        assert list(first["id"]) + list(second["id"]) == list(full["id"])
+        # Every host pads to the bucket of the whole global batch, so the shapes agree.
+        assert first["waveform"].shape[1:] == second["waveform"].shape[1:] == full["waveform"].shape[1:]
+        np.testing.assert_array_equal(first["skips"], full["skips"])
+
+
+def test_host_rows_follow_the_batch_sharding():
+    mesh = parallel.make_mesh((2, 2, 2))
+    assert list(pipeline.host_rows(mesh, 16)) == list(range(16))  # one process holds every row
 
 
 def test_global_batch_is_sharded_over_the_mesh(corpus):
     config = make_config(corpus)
-    batch = next(iter(pipeline.train_dataset(config, 8, shard_index=0, shard_count=1)))
+    batch = next(iter(pipeline.train_dataset(config, 8)))
     mesh = parallel.make_mesh((2, 2, 2))
     arrays = pipeline.to_global(batch, mesh)
     assert set(arrays) == set(batch) - set(pipeline.HOST_KEYS)
@@ -165,7 +166,7 @@ def test_bad_audio_is_skipped_and_counted(bad_corpus, corpus):
     config.data.train = [bad_corpus["t2a"], bad_corpus["svs"]]
     config.data.task_weights = "uniform"
     sources = pipeline.open_datasets(config.data.train)
-    it = iter(pipeline.train_dataset(config, 2, shard_index=0, shard_count=1, sources=sources))
+    it = iter(pipeline.train_dataset(config, 2, sources=sources))
     batch = take(it, 3)[-1]
     assert set(batch["id"]) == {"good"}
     # Six good rows = six passes over the T2A rows (reshuffled each pass): every bad row counted once per
@@ -179,7 +180,7 @@ def test_bad_audio_is_skipped_and_counted(bad_corpus, corpus):
     assert "bad_t2a: " in summary and "nonfinite" in summary and "bad_svs: " in summary
 
     config.data.on_bad_input = "raise"
-    it = iter(pipeline.train_dataset(config, 2, shard_index=0, shard_count=1, sources=sources[:1]))
+    it = iter(pipeline.train_dataset(config, 2, sources=sources[:1]))
     reasons = "missing|unreadable|empty|silent|nonfinite|too_short"
     with pytest.raises(BadExample, match=rf"^({reasons}): .*content.jsonl:\d+ "):
         take(it, 3)
@@ -244,6 +245,6 @@ def test_sr_without_content_is_band_limited_on_the_fly(corpus):
     entry = {k: v for k, v in corpus["sr"]["entry"].items() if k != "content"}
     config = make_config(corpus, tasks=("sr",))
     config.data.train = [entry]
-    batch = next(iter(pipeline.train_dataset(config, 4, shard_index=0, shard_count=1)))
+    batch = next(iter(pipeline.train_dataset(config, 4)))
     assert not np.allclose(batch["audio"], batch["waveform"])
     assert list(itertools.chain(batch["task"])) == [tasks.index("sr")] * 4

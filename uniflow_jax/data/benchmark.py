@@ -50,7 +50,7 @@ def demo_config(corpus: pathlib.Path, workdir: pathlib.Path) -> ml_collections.C
 
 
 def measure(config: ml_collections.ConfigDict, batch_size: int, batches: int) -> dict:
-    iterator = iter(pipeline.train_dataset(config, batch_size, shard_index=0, shard_count=1))
+    iterator = iter(pipeline.train_dataset(config, batch_size))
     for _ in range(3):
         next(iterator)
     start, seconds = time.perf_counter(), 0.0

@@ -1,13 +1,17 @@
 """The training input pipeline (grain Dataset API), from manifests to global ``jax.Array`` batches.
 
-Per task: the task's datasets concatenated → shuffle (reshuffled every epoch) → repeat → this host's
-shard (every ``shard_count``-th element, so hosts see disjoint parts that together cover each epoch) →
-load/crop in parallel threads. Then the tasks are **mixed** by named weights (the original's
-``TaskIteratingSampler`` balance: each task is drawn in proportion to its weight whatever its size), and
-the **bucket batcher** takes the next ``batch_size`` samples, counts and drops skipped rows, and pads
-the batch to the smallest bucket (one fixed shape per bucket: the number of compiled programs is bounded
-by the number of buckets). Optional worker processes prefetch whole batches. Every stage is
-deterministic given the seed and the iterator's state is small and exactly restorable.
+Per task: the task's datasets concatenated → shuffle (reshuffled every epoch) → repeat → load/crop in
+parallel threads. Then the tasks are **mixed** by named weights (the original's ``TaskIteratingSampler``
+balance: each task is drawn in proportion to its weight whatever its size), and the **bucket batcher**
+takes the next *global* batch of samples, counts and drops skipped rows, picks the smallest bucket that
+holds them all (one fixed shape per bucket: the number of compiled programs is bounded by the number of
+buckets) and pads only the rows this host feeds to its devices (:func:`host_rows`).
+
+Every host walks the same global sample stream, so the batches — and the losses — do not depend on the
+number of processes, and all hosts agree on each batch's bucket without talking to each other. The price is
+that each host loads (not pads or transfers) the whole global batch; with the latent cache that is cheap.
+Optional worker processes prefetch whole batches. Every stage is deterministic given the seed and the
+iterator's state is small, exactly restorable, and the same on every host.
 """
 
 from __future__ import annotations
@@ -150,6 +154,7 @@ class BatchSpec:
     num_datasets: int
     image_size: int | None = None
     cached_dims: Mapping[str, int] | None = None
+    rows: tuple[int, ...] | None = None  # the rows of each global batch this host keeps (None: all)
 
     def bucket_for(self, samples: Sequence[Mapping[str, Any]]) -> Bucket:
         for bucket in self.buckets:
@@ -199,6 +204,8 @@ class _BucketBatchIterator(grain.DatasetIterator):
                 self.skips[sample["dataset"], SKIP_REASONS.index(sample["skip"])] += 1
             else:
                 samples.append(sample)
+        if self.spec.rows is not None:
+            samples = [samples[i] for i in self.spec.rows]
         batch = self.spec.collate(samples)
         batch["skips"] = self.skips.copy()
         return batch
@@ -242,24 +249,16 @@ def open_inputs(
     return SplitInputs(rows, ExampleLoader(list(sources), options), [s.spec.label for s in sources])
 
 
-def sample_stream(
-    config: ml_collections.ConfigDict,
-    inputs: SplitInputs,
-    *,
-    shard_index: int | None = None,
-    shard_count: int | None = None,
-) -> grain.IterDataset:
-    """The endless, task-mixed stream of this host's samples (and skip markers), before batching."""
+def sample_stream(config: ml_collections.ConfigDict, inputs: SplitInputs) -> grain.IterDataset:
+    """The endless, task-mixed stream of samples (and skip markers), before batching; the same on every host."""
     d = config.data
-    shard_index = jax.process_index() if shard_index is None else shard_index
-    shard_count = jax.process_count() if shard_count is None else shard_count
     present = [t.short for t in tasks.TASKS if t.short in inputs.rows]
     weights = task_weights(d.task_weights, present)
     read = grain.ReadOptions(num_threads=d.read_threads, prefetch_buffer_size=d.read_buffer_size)
     streams = {}
     for task in present:
         task_seed = config.seed * 1009 + tasks.index(task)
-        rows = inputs.rows[task].shuffle(seed=task_seed).repeat()[shard_index::shard_count]
+        rows = inputs.rows[task].shuffle(seed=task_seed).repeat()
         streams[task] = rows.random_map(inputs.loader, seed=task_seed + 1).to_iter_dataset(read)
     return grain.IterDataset.mix(streams, weights)
 
@@ -269,15 +268,15 @@ def train_dataset(
     batch_size: int,
     *,
     split: str = "train",
-    shard_index: int | None = None,
-    shard_count: int | None = None,
+    rows: Sequence[int] | None = None,
     sources: Sequence[ManifestSource] | None = None,
 ) -> grain.IterDataset:
-    """The endless, mixed, bucketed batch stream of this host (``batch_size`` = the per-host batch)."""
+    """The endless, mixed, bucketed batch stream: global batches of ``batch_size`` samples, of which this
+    host pads and returns ``rows`` (default: all; see :func:`host_rows`)."""
     d = config.data
     options = load_options(config)
     inputs = open_inputs(config, split, sources)
-    mixed = sample_stream(config, inputs, shard_index=shard_index, shard_count=shard_count)
+    mixed = sample_stream(config, inputs)
     spec = BatchSpec(
         batch_size=batch_size,
         buckets=buckets_from_config(d.buckets),
@@ -287,6 +286,7 @@ def train_dataset(
         num_datasets=len(inputs.labels),
         image_size=options.image_size if options.video_input == "frames" and not inputs.cached_dims else None,
         cached_dims=inputs.cached_dims,
+        rows=None if rows is None else tuple(int(i) for i in rows),
     )
     batches = BucketBatchDataset(mixed, spec)
     if d.worker_count > 0:
@@ -296,14 +296,37 @@ def train_dataset(
     return batches
 
 
-def to_global(batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh, rules=None) -> dict[str, jax.Array]:
-    """This host's batch → global arrays sharded over the mesh's batch axes (each process feeds its
-    addressable shard; on one host this is a plain sharded ``device_put``)."""
-    return {
-        key: jax.make_array_from_process_local_data(parallel.batch_sharding(mesh, value.ndim, rules), value)
-        for key, value in batch.items()
-        if key not in HOST_KEYS
-    }
+def host_rows(mesh: jax.sharding.Mesh, batch_size: int, rules=None) -> np.ndarray:
+    """The rows of a global batch that this process's devices hold under the mesh's batch sharding."""
+    sharding = parallel.batch_sharding(mesh, 1, rules)
+    rows = set()
+    for index in sharding.addressable_devices_indices_map((batch_size,)).values():
+        rows.update(range(batch_size)[index[0]])
+    return np.array(sorted(rows), np.int64)
+
+
+def to_global(
+    batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh, batch_size: int | None = None, rules=None
+) -> dict[str, jax.Array]:
+    """This host's rows of a global batch of ``batch_size`` (default: the host's batch is the whole batch;
+    the rows are those :func:`host_rows` names) → global arrays sharded over the mesh's batch axes."""
+    out = {}
+    for key, value in batch.items():
+        if key in HOST_KEYS:
+            continue
+        value = np.asarray(value)
+        size = len(value) if batch_size is None else batch_size
+        local_rows = host_rows(mesh, size, rules)
+        if len(local_rows) != len(value):
+            raise ValueError(f"{key}: this host holds {len(value)} rows, its devices need {len(local_rows)}")
+        sharding = parallel.batch_sharding(mesh, value.ndim, rules)
+        global_shape = (size,) + value.shape[1:]
+        shards = [
+            jax.device_put(value[np.searchsorted(local_rows, np.arange(size)[index[0]])], device)
+            for device, index in sharding.addressable_devices_indices_map(global_shape).items()
+        ]
+        out[key] = jax.make_array_from_single_device_arrays(global_shape, sharding, shards)
+    return out
 
 
 def skip_summary(skips: np.ndarray, labels: Sequence[str]) -> str:

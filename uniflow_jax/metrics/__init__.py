@@ -1,0 +1,1 @@
+"""Evaluation metrics (signal-level, numpy/librosa): ``uniflow_jax.metrics.audio``."""

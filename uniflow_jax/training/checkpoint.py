@@ -1,0 +1,122 @@
+"""Checkpoints of a run (orbax): the latest K full states for resuming, plus the best params by validation.
+
+``<workdir>/checkpoints/<step>/``: ``state`` (the sharded train state), ``data`` (the input iterator's state
+— every host walks the same global stream, so one copy serves every host count), ``metadata`` (step,
+process count, mesh, the config). Saves are asynchronous and atomic: orbax writes into a temporary folder and
+renames it when complete, so a kill at any moment leaves the previous checkpoints intact (temporary leftovers
+are removed at the next start). ``<workdir>/best/<step>/``: ``params`` (EMA when kept) and ``metadata`` of
+the lowest validation loss.
+
+Restoring builds abstract targets with the *current* mesh's shardings, so a checkpoint written on 8 devices
+restores on 1 or 4.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from uniflow_jax.training.state import TrainState
+
+
+class Checkpointer:
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int = 2, asynchronous: bool = True):
+        workdir = pathlib.Path(workdir).absolute()
+        self.manager = ocp.CheckpointManager(
+            workdir / "checkpoints",
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True
+            ),
+        )
+        self.best = ocp.CheckpointManager(
+            workdir / "best",
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1,
+                best_fn=lambda metrics: metrics["val_loss"],
+                best_mode="min",
+                create=True,
+                enable_async_checkpointing=asynchronous,
+                cleanup_tmp_directories=True,
+            ),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: TrainState, data_state: Any, metadata: Mapping[str, Any]) -> None:
+        """Starts an asynchronous save of everything needed to resume at ``step``."""
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state.to_dict()),
+                data=ocp.args.JsonSave(data_state),
+                metadata=ocp.args.JsonSave(dict(metadata)),
+            ),
+            force=True,
+        )
+
+    def restore(
+        self, abstract_state: TrainState, buffers: dict, step: int | None = None
+    ) -> tuple[TrainState, Any, dict]:
+        """(state on the current mesh, data-iterator state, metadata) of ``step`` (default: the latest)."""
+        step = self.manager.latest_step() if step is None else step
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state.to_dict()),
+                data=ocp.args.JsonRestore(),
+                metadata=ocp.args.JsonRestore(),
+            ),
+        )
+        return TrainState.from_dict(dict(restored["state"]), buffers), restored["data"], dict(restored["metadata"])
+
+    def save_best(self, step: int, params: dict, val_loss: float, metadata: Mapping[str, Any]) -> None:
+        """Keeps ``params`` if ``val_loss`` is the lowest so far (orbax drops the worse one)."""
+        self.best.save(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params), metadata=ocp.args.JsonSave({**metadata, "val_loss": val_loss})
+            ),
+            metrics={"val_loss": float(val_loss)},
+            force=True,
+        )
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+        self.best.close()
+
+
+def read_metadata(workdir: str | pathlib.Path, step: int | None = None, *, best: bool = False) -> dict:
+    """The metadata of a checkpoint (latest, or the best) without restoring arrays."""
+    root = pathlib.Path(workdir) / ("best" if best else "checkpoints")
+    steps = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.exists() else []
+    if not steps:
+        raise FileNotFoundError(f"no {'best ' if best else ''}checkpoint in {root}")
+    step = steps[-1] if step is None else step
+    return json.loads((root / str(step) / "metadata" / "metadata").read_text())
+
+
+def restore_params(workdir: str | pathlib.Path, abstract_params: dict, *, best: bool = False) -> tuple[dict, int]:
+    """Params only (for sampling, export or fine-tuning) from a run's latest or best checkpoint, placed on
+    the shardings of ``abstract_params`` (ShapeDtypeStructs)."""
+    root = pathlib.Path(workdir).absolute() / ("best" if best else "checkpoints")
+    with ocp.CheckpointManager(root, options=ocp.CheckpointManagerOptions(create=False)) as manager:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {root}")
+        item = "params" if best else "state"
+        target = abstract_params if best else {"params": abstract_params}
+        restored = manager.restore(
+            step, args=ocp.args.Composite(**{item: ocp.args.PyTreeRestore(target, partial_restore=True)})
+        )
+    params = restored[item] if best else restored[item]["params"]
+    return jax.tree.map(lambda x: x, params), step

@@ -1,0 +1,96 @@
+"""Audio examples in TensorBoard during training: what the model currently makes of fixed held-out inputs.
+
+Flow model: one validation input per task, generated with the configured steps and guidance (the same
+jitted programs as ``python -m uniflow_jax.sample``). VAE: reconstructions of fixed validation clips.
+Each example is logged as audio and as a log-mel spectrogram image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from uniflow_jax import tasks
+from uniflow_jax.data import pipeline
+from uniflow_jax.generate import Generator
+from uniflow_jax.training.metric_writers import MetricWriter
+from uniflow_jax.training.objectives import FlowObjective, Objective
+from uniflow_jax.training.state import ModelSpec, TrainState
+
+Logger = Callable[[TrainState, Any, MetricWriter, int], None]
+
+
+def validation_samples(config: ml_collections.ConfigDict, per_task: int = 1) -> list[dict]:
+    """The first ``per_task`` loadable validation samples of every task present (fixed across calls)."""
+    inputs = pipeline.open_inputs(config, "val")
+    out = []
+    for task, rows in inputs.rows.items():
+        found = 0
+        for i in range(len(rows)):
+            sample = inputs.loader(rows[i], np.random.default_rng(i))
+            if "skip" not in sample:
+                out.append({**sample, "task": task})
+                found += 1
+            if found == per_task:
+                break
+    return out
+
+
+def _flow_logger(config, objective: FlowObjective, spec: ModelSpec) -> Logger:
+    samples = validation_samples(config)
+    bank = np.asarray(objective.frozen["bank"])
+    bank_mask = np.asarray(objective.frozen["bank_mask"])
+    if any("video_frames" in s for s in samples):
+        clip_graphdef = objective.clip_graphdef
+        clip = jax.jit(lambda state, x: nnx.merge(clip_graphdef, state)(x)[0])
+    for sample in samples:
+        row = tasks.index(sample["task"]) * 10 + sample["instruction_index"]
+        sample["instruction"] = bank[row][bank_mask[row]]
+        if "video_frames" in sample:
+            sample["video"] = np.asarray(clip(objective.frozen["clip"], sample.pop("video_frames")))
+    hop = objective.cfg.vae.hop_length
+
+    def log(state: TrainState, frozen: Any, writer: MetricWriter, step: int) -> None:
+        params = state.ema if state.ema is not None else state.params
+        model_state = nnx.merge_state(nnx.State(params), nnx.State(state.buffers))
+        generator = Generator(
+            objective.cfg, (spec.graphdef, model_state), (objective.frozen_graphdef, frozen["encoders"])
+        )
+        for sample in samples:
+            task = tasks.get(sample["task"])
+            given = len(sample["audio"]) // hop if task.content == "audio" else None
+            (wave,) = generator(
+                [sample], num_steps=config.flow.num_steps, guidance_scale=task.guidance_scale, frames=[given]
+            )
+            writer.audio(step, f"samples/{task.short}", wave, config.model.sample_rate)
+            writer.spectrogram(step, f"samples/{task.short}", wave, config.model.sample_rate)
+
+    return log
+
+
+def _vae_logger(config, objective: Objective, spec: ModelSpec) -> Logger:
+    clips = [s["waveform"] for s in validation_samples(config)][:4]
+    decode = jax.jit(lambda model, w: model.decode(model.encode_moments(w)[0]))
+
+    def log(state: TrainState, frozen: Any, writer: MetricWriter, step: int) -> None:
+        model = spec.module(state.params, state.buffers)
+        for i, clip in enumerate(clips):
+            wave = np.asarray(decode(model, clip[None]))[0, : len(clip)]
+            writer.audio(step, f"reconstruction/{i}", wave, config.model.sample_rate)
+            writer.spectrogram(step, f"reconstruction/{i}", wave, config.model.sample_rate)
+            if step == config.train.sample_every:
+                writer.spectrogram(step, f"original/{i}", clip, config.model.sample_rate)
+
+    return log
+
+
+def make(config: ml_collections.ConfigDict, objective: Objective, spec: ModelSpec, mesh) -> Logger:
+    del mesh
+    if isinstance(objective, FlowObjective):
+        return _flow_logger(config, objective, spec)
+    return _vae_logger(config, objective, spec)

@@ -1,0 +1,166 @@
+"""Analytic FLOP accounting for the DiT and model-FLOPs utilisation (MFU).
+
+MFU = analytic *model* FLOPs of one train step / step time / peak FLOP/s of the chips that ran it. The count is
+analytic (not XLA's) so that it does not change with fusion, rematerialisation or the backend: recomputation under
+``remat`` is deliberately not counted (that would be hardware-FLOPs utilisation, HFU).
+
+Only matmul-like work is counted (2·m·n·k per product: every Linear, convolution, QKᵀ and AV); norms,
+activations, softmax and RoPE are a few FLOPs per element and are left out, as is customary. The adaLN and
+timestep-embedding Linears act on a (B, D) vector, so they are counted once per *sample*, not per token — counting
+them per token overstates a DiT's FLOPs by a lot at small widths (see ../shared/docs/JAX_PLAYBOOK.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from uniflow_jax.models.dit import DiTConfig
+
+# Dense (no sparsity) bf16 peak per chip, in TFLOP/s, from the vendors' data sheets. MFU is quoted against the
+# bf16 figure even for f32 runs (the usual convention; f32 runs then simply show a low MFU).
+DEVICE_PEAK_TFLOPS: dict[str, float] = {
+    "TPU v4": 275.0,
+    "TPU v5e": 197.0,
+    "TPU v5p": 459.0,
+    "TPU v6e": 918.0,
+    "H100": 989.0,  # SXM
+    "H100 PCIe": 756.0,
+    "H200": 989.0,
+    "A100": 312.0,
+}
+
+# ``device.device_kind`` substrings (lower case) → key of DEVICE_PEAK_TFLOPS, most specific first: TPU v5e
+# reports itself as "TPU v5 lite" and v5p as "TPU v5"; GPUs as e.g. "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB".
+_KIND_PATTERNS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("v5 lite", "v5lite", "v5e"), "TPU v5e"),
+    (("v6 lite", "v6lite", "v6e"), "TPU v6e"),
+    (("v5p", "tpu v5"), "TPU v5p"),
+    (("tpu v4",), "TPU v4"),
+    (("h100 pcie",), "H100 PCIe"),
+    (("h100",), "H100"),
+    (("h200",), "H200"),
+    (("a100",), "A100"),
+)
+
+
+def _linear(tokens: int, d_in: int, d_out: int) -> float:
+    """FLOPs of a dense layer applied to ``tokens`` rows: 2·tokens·d_in·d_out."""
+    return 2.0 * tokens * d_in * d_out
+
+
+def _attention_scores(batch: int, q_len: int, kv_len: int, dim: int) -> float:
+    """QKᵀ plus AV over all heads: 2 · (2·B·Tq·Tk·D)."""
+    return 2.0 * (2.0 * batch * q_len * kv_len * dim)
+
+
+def _block_flops(cfg: DiTConfig, batch: int, frames: int, context_len: int, *, skip: bool) -> float:
+    """One ``DiTBlock`` (models/dit.py), term by term in the order the block computes them."""
+    d, bt, bl = cfg.embed_dim, batch * frames, batch * context_len
+    flops = 0.0
+    if skip:
+        flops += _linear(bt, 2 * d, d)  # skip_linear on concat([x, skip])
+    flops += _linear(batch, d, 6 * d)  # adaLN: once per sample
+    # Self-attention: q, k, v, proj on the frames; scores over frames × frames.
+    flops += 4 * _linear(bt, d, d) + _attention_scores(batch, frames, frames, d)
+    flops += _linear(bt, cfg.ta_context_dim, d)  # ta_context_projection (time-aligned fusion)
+    # Cross-attention: q and proj on the frames, k and v on the context tokens.
+    flops += 2 * _linear(bt, d, d) + 2 * _linear(bl, d, d) + _attention_scores(batch, frames, context_len, d)
+    flops += _linear(bt, d, 2 * cfg.mlp_hidden) + _linear(bt, cfg.mlp_hidden, d)  # GEGLU
+    return flops
+
+
+def dit_forward_flops(cfg: DiTConfig, batch: int, frames: int, context_len: int) -> float:
+    """Matmul FLOPs of one ``DiT.__call__`` over padded shapes (B=batch, T=frames latent frames, L=context_len).
+
+    Padding counts: masked frames and context tokens are computed all the same. The time-aligned stream is taken
+    as ``frames`` long (the one-frame-short variant is front-padded to it by the model).
+    """
+    d, bt, bl = cfg.embed_dim, batch * frames, batch * context_len
+    flops = _linear(bt, cfg.latent_dim, d)  # patch_embed (1×1 conv)
+    flops += _linear(batch, cfg.time_freq_dim, d) + _linear(batch, d, d)  # time_embed: per sample
+    flops += _linear(batch, d, 2 * d)  # time_ada_final: per sample
+    flops += _linear(bl, cfg.context_dim, d) + _linear(bl, d, d)  # context_embed
+    half = cfg.depth // 2
+    flops += (half + 1) * _block_flops(cfg, batch, frames, context_len, skip=False)  # in-blocks + mid block
+    flops += half * _block_flops(cfg, batch, frames, context_len, skip=True)  # out-blocks
+    flops += _linear(bt, d, cfg.latent_dim)  # final Linear
+    flops += _linear(bt, 3 * cfg.latent_dim, cfg.latent_dim)  # final Conv1d, kernel 3
+    return flops
+
+
+def train_step_flops(cfg: DiTConfig, batch: int, frames: int, context_len: int) -> float:
+    """Model FLOPs of one train step of the backbone: forward + backward = 3 × forward.
+
+    The backward pass costs two matmuls per forward matmul (gradients w.r.t. activations and weights). Only the
+    DiT is counted: the content encoders (T5, FastSpeech2 phoneme/score encoders, CLIP), the adapter and the VAE
+    are excluded — they are small next to the backbone, their cost depends on the task mix, and with the latent
+    cache the VAE does not run at all. Recomputation under ``cfg.remat`` is not counted (MFU, not HFU).
+    """
+    return 3.0 * dit_forward_flops(cfg, batch, frames, context_len)
+
+
+def peak_tflops_for_kind(device_kind: str) -> float | None:
+    """Bf16 dense peak (TFLOP/s) for a ``device_kind`` string, or None when unknown (CPU included)."""
+    kind = device_kind.lower()
+    for patterns, key in _KIND_PATTERNS:
+        if any(p in kind for p in patterns):
+            return DEVICE_PEAK_TFLOPS[key]
+    return None
+
+
+def device_peak_flops(device: Any, override: float | None = None) -> float | None:
+    """Peak FLOP/s of one chip for MFU: ``override`` (FLOP/s) when given, else the table; None on CPU or
+    an unknown accelerator (then report FLOP/s, or pass the :func:`measure_matmul_flops` figure as override).
+
+    ``device`` is a ``jax.Device`` (anything with ``device_kind`` and, optionally, ``platform``).
+    """
+    if override is not None:
+        return float(override)
+    if getattr(device, "platform", None) == "cpu":
+        return None
+    tflops = peak_tflops_for_kind(str(getattr(device, "device_kind", "")))
+    return None if tflops is None else tflops * 1e12
+
+
+def measure_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured FLOP/s of an f32 n×n matmul on the default device: the practical ceiling on CPU, where no
+    data-sheet peak applies. Median of ``repeats`` timed runs after one warm-up (compile) run."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2.0 * n**3 / statistics.median(times)
+
+
+def xla_flops(compiled: Any) -> float | None:
+    """FLOPs from a compiled executable's ``cost_analysis()`` (a dict, or a list of dicts in older jax — then
+    the first), or None when the backend does not report them. For an SPMD-partitioned program this is the
+    per-device count."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # some backends raise instead of returning nothing
+        return None
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else None
+    if not isinstance(cost, Mapping) or "flops" not in cost:
+        return None
+    flops = float(cost["flops"])
+    return flops if flops >= 0 else None
+
+
+def mfu(flops_per_step: float, step_time_s: float, num_devices: int, peak_flops_per_device: float | None) -> float:
+    """Model-FLOPs utilisation in [0, 1]; NaN when the peak is unknown."""
+    if peak_flops_per_device is None or step_time_s <= 0:
+        return float("nan")
+    return flops_per_step / step_time_s / (num_devices * peak_flops_per_device)

@@ -1,0 +1,102 @@
+"""The train and validation steps: pure functions of (state, frozen arrays, batch), jitted by the loop.
+
+A step whose loss or gradient norm is not finite leaves params, optimizer state and EMA untouched and is
+counted (``nonfinite``, ``streak``), so a bad batch can never put a NaN into a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from uniflow_jax.training.objectives import Objective
+from uniflow_jax.training.state import ModelSpec, TrainState
+
+Metrics = dict[str, jax.Array]
+# Metrics that add up over micro-batches (per-task sums and counts); the others are averaged.
+SUMMED = ("task_loss_sum", "task_count")
+
+
+def make_train_step(
+    objective: Objective,
+    spec: ModelSpec,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    *,
+    grad_accum_steps: int = 1,
+    ema_decay: float = 0.0,
+) -> Callable[[TrainState, Any, dict], tuple[TrainState, Metrics]]:
+    def loss_and_grads(params, buffers, frozen, batch, key):
+        def loss_fn(p):
+            return objective.loss(spec.module(p, buffers), frozen, batch, key)
+
+        return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+    def accumulated(state: TrainState, frozen, batch, key):
+        """Mean gradient over ``grad_accum_steps`` micro-batches (one scan, so memory is one micro-batch's)."""
+        if grad_accum_steps == 1:
+            return loss_and_grads(state.params, state.buffers, frozen, batch, key)
+        micro = jax.tree.map(lambda x: x.reshape(grad_accum_steps, -1, *x.shape[1:]), batch)
+
+        def body(carry, inputs):
+            index, mb = inputs
+            (loss, metrics), grads = loss_and_grads(
+                state.params, state.buffers, frozen, mb, jax.random.fold_in(key, index)
+            )
+            return jax.tree.map(jnp.add, carry, ((loss, metrics), grads)), None
+
+        zeros = jax.eval_shape(
+            loss_and_grads, state.params, state.buffers, frozen, jax.tree.map(lambda x: x[0], micro), key
+        )
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+        ((loss, metrics), grads), _ = jax.lax.scan(body, zeros, (jnp.arange(grad_accum_steps), micro))
+        mean = lambda x: x / grad_accum_steps  # noqa: E731
+        metrics = {k: v if k in SUMMED else mean(v) for k, v in metrics.items()}
+        return (mean(loss), metrics), jax.tree.map(mean, grads)
+
+    def train_step(state: TrainState, frozen: Any, batch: dict) -> tuple[TrainState, Metrics]:
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        (loss, metrics), grads = accumulated(state, frozen, batch, key)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        ema = state.ema
+        if ema is not None:
+            ema = keep(jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params), ema)
+        skipped = (~finite).astype(jnp.int32)
+        new_state = dataclasses.replace(
+            state,
+            step=state.step + 1,
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            ema=ema,
+            nonfinite=state.nonfinite + skipped,
+            streak=(state.streak + 1) * skipped,
+        )
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "learning_rate": schedule(state.step - state.nonfinite),  # the optimizer counts applied updates only
+            "skipped": skipped,
+        }
+        return new_state, metrics
+
+    return train_step
+
+
+def make_validation_step(objective: Objective, spec: ModelSpec, *, use_ema: bool = False):
+    """Per-sample validation losses of a batch (with the EMA params when the run keeps them and asks)."""
+
+    def validation_step(state: TrainState, frozen: Any, batch: dict) -> jax.Array:
+        params = state.ema if use_ema and state.ema is not None else state.params
+        return objective.validation_losses(spec.module(params, state.buffers), frozen, batch)
+
+    return validation_step
