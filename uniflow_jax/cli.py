@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from absl import app
+from absl import logging as absl_logging
 
 
 def _underscore_flag_names(argv: Sequence[str]) -> list[str]:
@@ -20,5 +22,13 @@ def _underscore_flag_names(argv: Sequence[str]) -> list[str]:
 
 
 def run(main: Callable[[Sequence[str]], None]) -> None:
-    """``absl.app.run`` with dash-or-underscore flag names."""
+    """``absl.app.run`` with dash-or-underscore flag names and quiet library logs."""
+    absl_logging.get_absl_handler().addFilter(_QuietLibraries())
     app.run(main, argv=[sys.argv[0], *_underscore_flag_names(sys.argv[1:])])
+
+
+class _QuietLibraries(logging.Filter):
+    """Drops the INFO chatter of orbax (dozens of lines per checkpoint); its warnings and errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or "/orbax/" not in record.pathname

@@ -255,7 +255,7 @@ def _paired_figure(kind: str, names: tuple[str, str], pairs: list[tuple[float, f
         second: mean_b,
         f"{first}_better_items": wins,
         "items": len(defined),
-        "learned": _better(mean_a, mean_b, better) if defined else None,
+        "learned": _better(mean_a, mean_b, better) if defined and mean_a != mean_b else None,  # None: no evidence
     }
 
 
@@ -279,7 +279,7 @@ class _TaskEval:
             pairs.append((own, mismatched))
         self.figures[name] = _paired_figure("own_vs_mismatched", ("own", "mismatched"), pairs, better)
 
-    def output_vs_input(self, name: str, metric: Callable[[str, str], tuple[float, float]], better: str) -> None:
+    def output_vs_input(self, name: str, metric: Callable[[str], tuple[float, float]], better: str) -> None:
         """``metric(id) -> (output value, input value)``, both against the clean reference."""
         pairs = []
         for key in self.generated:
@@ -315,9 +315,10 @@ def _duration_ratio(ev: _TaskEval) -> None:
 
 
 def _pesq_function() -> Callable | None:
+    """``pesq.pesq`` when the optional package imports (it is not a dependency), else None."""
     try:
         from pesq import pesq
-    except ImportError:
+    except Exception:  # ImportError, or a broken build of its C extension
         return None
     return pesq
 
@@ -614,6 +615,8 @@ def format_table(report: dict) -> str:
                 continue
             first, second = ("own", "mismatched") if kind == "own_vs_mismatched" else ("output", "input")
             verdict = {True: f"{first} better", False: f"NOT {first} better", None: "undecided"}[fig["learned"]]
+            if fig["learned"] is None and fig["items"]:
+                verdict = "tie"
             wins = f"{fig[f'{first}_better_items']}/{fig['items']}"
             cells = f"{_cell(fig[first]):>10}{_cell(fig[second]):>11}"
             lines.append(f"  {name:<34}{cells}  {fig['better']:<7}{wins:>7}  {verdict} ({second} as baseline)")

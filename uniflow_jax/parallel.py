@@ -169,6 +169,5 @@ def initialize_distributed(
     )
     if not (explicit or in_cluster):
         return
-    if jax.config.jax_platforms in ("cpu", None) and os.environ.get("JAX_PLATFORMS", "") == "cpu":
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives; other backends ignore it
     jax.distributed.initialize(coordinator_address, num_processes, process_id)

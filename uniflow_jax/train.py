@@ -121,12 +121,12 @@ def _pretrained_params(config, objective, make, shardings) -> dict:
     spec = train_state.ModelSpec.of(make)
     if source.endswith(".safetensors"):
         loaded = torch_import.import_state(
-            spec.abstract_params, torch_import.read_safetensors(source), objective.export_names, strict_unused=False
+            spec.abstract_params, torch_import.read_safetensors(source), objective.export_names, strict=False
         )
-        return train_state._pure(loaded)
+        return train_state.pure_values(loaded)
     abstract = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        train_state._pure(spec.abstract_params),
+        train_state.pure_values(spec.abstract_params),
         shardings.params,
     )
     return checkpoint.restore_params(source, abstract, best=(pathlib.Path(source) / "best").exists())[0]

@@ -320,7 +320,7 @@ def to_global(
         if len(local_rows) != len(value):
             raise ValueError(f"{key}: this host holds {len(value)} rows, its devices need {len(local_rows)}")
         sharding = parallel.batch_sharding(mesh, value.ndim, rules)
-        global_shape = (size,) + value.shape[1:]
+        global_shape = (size, *value.shape[1:])
         shards = [
             jax.device_put(value[np.searchsorted(local_rows, np.arange(size)[index[0]])], device)
             for device, index in sharding.addressable_devices_indices_map(global_shape).items()

@@ -18,7 +18,6 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import orbax.checkpoint as ocp
 
 from uniflow_jax.training.state import TrainState
@@ -105,18 +104,26 @@ def read_metadata(workdir: str | pathlib.Path, step: int | None = None, *, best:
     return json.loads((root / str(step) / "metadata" / "metadata").read_text())
 
 
-def restore_params(workdir: str | pathlib.Path, abstract_params: dict, *, best: bool = False) -> tuple[dict, int]:
-    """Params only (for sampling, export or fine-tuning) from a run's latest or best checkpoint, placed on
-    the shardings of ``abstract_params`` (ShapeDtypeStructs)."""
+def restore_params(
+    workdir: str | pathlib.Path, abstract_params: dict, *, best: bool = False, ema: bool = False
+) -> tuple[dict, int]:
+    """Params only (for sampling, export or fine-tuning) from a run's latest or best checkpoint — the EMA
+    copy with ``ema`` — placed on the shardings of ``abstract_params`` (ShapeDtypeStructs); and the step."""
     root = pathlib.Path(workdir).absolute() / ("best" if best else "checkpoints")
     with ocp.CheckpointManager(root, options=ocp.CheckpointManagerOptions(create=False)) as manager:
         step = manager.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {root}")
-        item = "params" if best else "state"
-        target = abstract_params if best else {"params": abstract_params}
-        restored = manager.restore(
-            step, args=ocp.args.Composite(**{item: ocp.args.PyTreeRestore(target, partial_restore=True)})
-        )
-    params = restored[item] if best else restored[item]["params"]
-    return jax.tree.map(lambda x: x, params), step
+        if best:
+            args = ocp.args.Composite(params=_partial(abstract_params))
+            return manager.restore(step, args=args)["params"], step
+        name = "ema" if ema else "params"
+        return manager.restore(step, args=ocp.args.Composite(state=_partial({name: abstract_params})))["state"][
+            name
+        ], step
+
+
+def _partial(target: Any) -> ocp.args.PyTreeRestore:
+    """Restores the subtree ``target`` names (with its shardings) and nothing else of the saved tree."""
+    restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+    return ocp.args.PyTreeRestore(target, restore_args=restore_args, partial_restore=True)

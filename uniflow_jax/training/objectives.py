@@ -7,7 +7,7 @@ audio examples for the logs, and the original parameter names used for safetenso
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jax
@@ -182,6 +182,16 @@ class VAEObjective:
             lambda w, n: vae_objective.vae_loss(model, w[None], n[None], jax.random.key(0), **self.weights)[0]
         )
         return per_sample(wave, lengths)
+
+
+def trained_module(config: ml_collections.ConfigDict) -> tuple[Callable[[nnx.Rngs], nnx.Module], Any]:
+    """The module a run of ``config`` trains (as a function of its rngs) and its original parameter names,
+    without building the frozen parts (for export and sampling)."""
+    if config.objective == "vae":
+        cfg = config_lib.vae_config(config)
+        return (lambda rngs: vae.VAE(cfg, rngs=rngs)), names.VAE
+    cfg = config_lib.uniflow_config(config)
+    return (lambda rngs: uniflow.UniFlow(cfg, rngs=rngs)), names.UNIFLOW
 
 
 def make(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> FlowObjective | VAEObjective:

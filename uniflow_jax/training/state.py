@@ -46,7 +46,7 @@ class TrainState:
 jax.tree_util.register_dataclass(TrainState)
 
 
-def _pure(state: nnx.State) -> dict:
+def pure_values(state: nnx.State) -> dict:
     """Variables → their values (arrays, ShapeDtypeStructs or shardings), as nested plain dicts."""
     is_var = lambda v: isinstance(v, nnx.Variable)  # noqa: E731
     values = jax.tree.map(lambda v: v.get_value() if is_var(v) else v, state, is_leaf=is_var)
@@ -82,9 +82,9 @@ def shardings(
     """Shardings of every leaf of the train state: parameters (and their Adam moments and EMA) from their
     logical axes, everything else replicated."""
     replicated = NamedSharding(mesh, PartitionSpec())
-    params = _pure(parallel.state_shardings(spec.abstract_params, mesh, rules))
-    buffers = _pure(parallel.state_shardings(spec.abstract_buffers, mesh, rules))
-    abstract_opt = jax.eval_shape(tx.init, _pure(spec.abstract_params))
+    params = pure_values(parallel.state_shardings(spec.abstract_params, mesh, rules))
+    buffers = pure_values(parallel.state_shardings(spec.abstract_buffers, mesh, rules))
+    abstract_opt = jax.eval_shape(tx.init, pure_values(spec.abstract_params))
     opt = optax.tree_map_params(tx, lambda _, s: s, abstract_opt, params, transform_non_params=lambda _: replicated)
     return TrainState(
         step=replicated,

@@ -1,0 +1,168 @@
+"""The demo evaluation: requests for every task from a tiny demo corpus, and a report that favours a
+"model" which returns the references (and copes with missing, unreadable and wrong-rate files)."""
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import soundfile as sf
+
+from uniflow_jax import demo_eval
+from uniflow_jax.data import demo
+from uniflow_jax.frontends.symbols import note_to_midi, svs_phone_ids, tts_phone_ids
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NUM_VAL = 2
+FIELDS = {
+    "t2a": {"caption", "duration"},
+    "t2m": {"caption", "duration"},
+    "tts": {"phonemes", "speaker_embedding"},
+    "svs": {"score_phonemes", "score_notes", "score_durations", "score_slurs", "singer"},
+    "se": {"noisy_speech"},
+    "sr": {"low_sr_audio"},
+    "v2a": {"video"},
+}
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "uniflow_jax.demo_eval", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("demo")
+    demo.build(root, num_train=1, num_val=NUM_VAL, speech_engine="numpy")
+    return root
+
+
+@pytest.fixture(scope="module")
+def requests(corpus, tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("requests")
+    result = run("requests", "--corpus", str(corpus), "--out", str(out), "--per-task", str(NUM_VAL))
+    assert "wrote 14 requests" in result.stdout
+    return [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def copied(corpus, requests, tmp_path_factory) -> pathlib.Path:
+    """A "model" that returns the clean reference of every request."""
+    generated = tmp_path_factory.mktemp("generated")
+    for row in requests:
+        (generated / row["task"]).mkdir(exist_ok=True)
+        shutil.copy(corpus / "val" / row["task"] / "wavs" / f"{row['id']}.wav", generated / row["task"])
+    return generated
+
+
+def test_requests_have_every_field(corpus, requests):
+    by_task = {}
+    for row in requests:
+        by_task.setdefault(row["task"], []).append(row)
+        assert set(row) == {"id", "task"} | FIELDS[row["task"]], row
+        for key in ("speaker_embedding", "noisy_speech", "low_sr_audio", "video"):
+            if key in row:
+                assert pathlib.Path(row[key]).is_absolute() and pathlib.Path(row[key]).is_file(), row
+    assert {task: [r["id"] for r in rows] for task, rows in by_task.items()} == {
+        task: [f"{task}_val_{i:04d}" for i in range(NUM_VAL)] for task in demo_eval.TASK_ORDER
+    }
+    for row in by_task["t2a"] + by_task["t2m"]:
+        frames = sf.info(str(corpus / "val" / row["task"] / "wavs" / f"{row['id']}.wav")).frames
+        assert row["duration"] == pytest.approx(frames / 24000) and row["caption"]
+
+
+def test_tts_requests_round_trip(corpus, requests):
+    with h5py.File(corpus / "val" / "tts" / "phonemes.h5", "r") as f:
+        for row in (r for r in requests if r["task"] == "tts"):
+            np.testing.assert_array_equal(tts_phone_ids(row["phonemes"]), f[f"phoneme/{row['id']}"][()])
+            np.testing.assert_array_equal(np.load(row["speaker_embedding"]), f[f"xvector/{row['id']}"][()])
+
+
+def test_svs_requests_round_trip(corpus, requests):
+    scores = json.loads((corpus / "val" / "svs" / "score.json").read_text())
+    for row in (r for r in requests if r["task"] == "svs"):
+        score = scores[row["id"]]
+        phones = row["score_phonemes"].split()
+        svs_phone_ids(phones)
+        assert phones == score["phoneme"].split()
+        assert [note_to_midi(n) for n in row["score_notes"].split()] == score["midi"]
+        assert [float(d) for d in row["score_durations"].split()] == pytest.approx(score["midi_duration"], abs=1e-6)
+        assert [int(s) for s in row["score_slurs"].split()] == score["is_slur"]
+        assert row["singer"] == score["spk"]
+
+
+def test_midi_to_note_inverts_note_to_midi():
+    assert [demo_eval.midi_to_note(m) for m in (0, 60, 56, 46)] == ["rest", "C4", "G#3", "A#2"]
+    assert all(note_to_midi(demo_eval.midi_to_note(m)) == m for m in range(12, 128))
+
+
+def test_report_favours_the_references(corpus, copied, tmp_path):
+    out = tmp_path / "report.json"
+    result = run("report", "--corpus", str(corpus), "--generated", str(copied), "--out", str(out), "--per_task", "2")
+    assert "own better" in result.stdout and "NOT" not in result.stdout
+    report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert report["summary"]["missing"] == 0 and report["summary"]["comparisons"] > 0
+    assert report["summary"]["favourable"] == report["summary"]["comparisons"]
+    for task, section in report["tasks"].items():
+        assert section["generated"] == NUM_VAL, task
+        compared = [f for f in section["figures"].values() if f["kind"] in ("own_vs_mismatched", "output_vs_input")]
+        assert compared, task
+        for name, fig in section["figures"].items():
+            if fig["kind"] == "own_vs_mismatched" and fig["own"] != fig["mismatched"]:  # not a tie (event counts)
+                assert fig["learned"] is True and fig["own_better_items"] == NUM_VAL, (task, name, fig)
+        assert section["figures"]["duration_ratio"]["mean"] == pytest.approx(1.0)
+    se, sr = report["tasks"]["se"]["figures"], report["tasks"]["sr"]["figures"]
+    assert se["si_sdr_db"]["output"] > 100 > se["si_sdr_db"]["input"]
+    assert sr["lsd"]["output"] == 0.0 < sr["lsd"]["input"] and sr["lsd_high"]["output"] < sr["lsd_high"]["input"]
+    svs = report["tasks"]["svs"]["figures"]
+    assert svs["score_semitone_accuracy"]["own"] > 0.8
+    assert report["tasks"]["v2a"]["figures"]["onset_f1_vs_flashes"]["own"] > 0.8
+
+
+def test_missing_unreadable_and_wrong_rate_files(corpus, copied, tmp_path):
+    items = demo_eval.load_items(corpus, "t2a", per_task=2)
+    generated = tmp_path / "generated"
+    (generated / "t2a").mkdir(parents=True)
+    shutil.copy(copied / "t2a" / f"{items[0].id}.wav", generated / "t2a")
+    section = demo_eval.evaluate_task(items, generated)
+    assert (section["generated"], section["missing"], section["missing_ids"]) == (1, 1, [items[1].id])
+    assert section["figures"]["onset_f1"]["items"] == 1 and section["figures"]["onset_f1"]["learned"]
+
+    (generated / "t2a" / f"{items[1].id}.wav").write_bytes(b"RIFF not audio")
+    section = demo_eval.evaluate_task(items, generated)
+    assert section["missing"] == 0 and list(section["unreadable"]) == [items[1].id]
+
+    wrong = generated / "t2a" / f"{items[0].id}.wav"
+    sf.write(wrong, np.zeros(16000, np.float32), 16000)
+    with pytest.raises(ValueError, match=f"{wrong}.*16000 Hz"):
+        demo_eval.evaluate_task(items, generated)
+
+
+def test_report_without_generated_audio(corpus, tmp_path):
+    report = demo_eval.evaluate(corpus, tmp_path / "nothing", per_task=2)
+    assert report["summary"]["missing"] == 2 * len(demo_eval.TASK_ORDER)
+    assert report["summary"]["comparisons"] == 0
+    assert "0/2 generated, 2 missing" in demo_eval.format_table(report)
+    demo_eval.write_report(report, tmp_path / "report.json")
+    json.loads((tmp_path / "report.json").read_text())
+
+
+def test_pesq_when_available(corpus, copied, monkeypatch):
+    calls = []
+
+    def fake_pesq(rate, reference, degraded, mode):
+        calls.append((rate, mode, len(reference) == len(degraded)))
+        return 4.5 if np.allclose(reference, degraded) else 1.5
+
+    monkeypatch.setattr(demo_eval, "_pesq_function", lambda: fake_pesq)
+    section = demo_eval.evaluate_task(demo_eval.load_items(corpus, "se", per_task=2), copied)
+    figure = section["figures"]["pesq_wb"]
+    assert (figure["output"], figure["input"], figure["learned"]) == (4.5, 1.5, True)
+    assert set(calls) == {(16000, "wb", True)}

@@ -1,0 +1,197 @@
+"""``python -m uniflow_jax.train``: same numbers on every mesh and process count, exact resume after a kill,
+preemption saves, checkpoints that move between device counts, and non-finite steps that never land."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from conftest import REPO, load
+
+from uniflow_jax import train
+from uniflow_jax.data import pipeline
+from uniflow_jax.training import checkpoint
+
+STEPS = 20
+
+
+def logged(workdir) -> dict[int, dict]:
+    """metrics.jsonl by step; a step logged again after a resume keeps its last line."""
+    lines = (workdir / "metrics.jsonl").read_text().splitlines() if (workdir / "metrics.jsonl").exists() else []
+    rows = [json.loads(line) for line in lines]
+    return {row["step"]: row for row in rows if "loss" in row}
+
+
+def losses(workdir) -> dict[int, float]:
+    return {step: row["loss"] for step, row in logged(workdir).items()}
+
+
+def launch(config_file, workdir, *overrides, devices=8, extra_env=None) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env.update(extra_env or {})
+    command = [sys.executable, "-m", "uniflow_jax.train", "--config", str(config_file), "--workdir", str(workdir)]
+    return subprocess.Popen(
+        [*command, *overrides], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 600) -> None:
+    _, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+
+
+def wait_for_steps(process, workdir, count: int, timeout: float = 300) -> None:
+    start = time.time()
+    while len(logged(workdir)) < count:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.time() - start < timeout, "the run logged too slowly"
+        time.sleep(0.05)
+
+
+def assert_close(ours: dict[int, float], reference: dict[int, float], steps, rtol: float = 1e-4) -> None:
+    for step in steps:
+        assert np.isclose(ours[step], reference[step], rtol=rtol, atol=0), (step, ours[step], reference[step])
+
+
+@pytest.fixture(scope="module")
+def reference(train_config_file, tmp_path_factory):
+    """An uninterrupted in-process run on the default (8, 1, 1) mesh: checkpoints at 10 and 20."""
+    workdir = tmp_path_factory.mktemp("reference")
+    train.train(load(train_config_file), workdir)
+    return workdir, losses(workdir)
+
+
+def test_reference_run_learns_and_logs_everything(reference):
+    workdir, trajectory = reference
+    assert sorted(trajectory) == list(range(1, STEPS + 1))
+    assert np.mean([trajectory[s] for s in range(16, 21)]) < np.mean([trajectory[s] for s in range(1, 6)])
+    row = logged(workdir)[STEPS]
+    for key in ("lr", "grad_norm", "steps_per_s", "samples_per_s", "latent_frames_per_s", "tflops_per_device"):
+        assert np.isfinite(row[key]) and row[key] > 0, key
+    assert 0 <= row["data_wait"] <= 1
+    assert any(key.startswith("loss/") for key in row)
+    assert list((workdir / "tensorboard").iterdir())
+    assert checkpoint.read_metadata(workdir)["step"] == STEPS
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2), (1, 8, 1)])
+def test_every_mesh_gives_the_same_loss_trajectory(reference, train_config_file, tmp_path, shape):
+    config = load(train_config_file, checkpoint_every=STEPS)
+    config.mesh.shape = shape
+    train.train(config, tmp_path)
+    assert_close(losses(tmp_path), reference[1], range(1, STEPS + 1))
+
+
+def test_sigkill_then_relaunch_reproduces_the_trajectory_exactly(reference, train_config_file, tmp_path):
+    kill_at = random.SystemRandom().randint(3, STEPS - 3)
+    every = "--config.train.checkpoint_every=5"
+    process = launch(train_config_file, tmp_path, every)
+    wait_for_steps(process, tmp_path, kill_at)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finish(launch(train_config_file, tmp_path, every))
+    assert losses(tmp_path) == reference[1], f"killed after step {kill_at}"
+
+
+def test_sigterm_checkpoints_at_the_next_step_and_exits(train_config_file, tmp_path):
+    process = launch(
+        train_config_file, tmp_path, "--config.train.num_steps=1000", "--config.train.checkpoint_every=1000"
+    )
+    wait_for_steps(process, tmp_path, 3)
+    signalled_after = len(logged(tmp_path))
+    process.send_signal(signal.SIGTERM)
+    finish(process, timeout=120)
+    step = checkpoint.read_metadata(tmp_path)["step"]
+    assert signalled_after <= step <= signalled_after + 2
+    assert max(logged(tmp_path)) == step
+
+
+@pytest.mark.parametrize("devices", [1, 4])
+def test_checkpoint_of_8_devices_resumes_on_fewer(reference, train_config_file, tmp_path, devices):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference[0], workdir)
+    shutil.rmtree(workdir / "checkpoints" / str(STEPS))
+    kept = [line for line in (workdir / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= 10]
+    (workdir / "metrics.jsonl").write_text("\n".join(kept) + "\n")
+    finish(launch(train_config_file, workdir, devices=devices))
+    assert_close(losses(workdir), reference[1], range(11, STEPS + 1))
+
+
+def test_a_nan_batch_is_skipped_counted_and_never_checkpointed(train_config_file, tmp_path, monkeypatch):
+    to_global, calls = pipeline.to_global, []
+
+    def poisoned(batch, mesh, batch_size=None, rules=None):
+        out = to_global(batch, mesh, batch_size, rules)
+        calls.append(1)
+        if len(calls) == 3:
+            out["waveform"] = out["waveform"] * np.float32(np.nan)
+        return out
+
+    monkeypatch.setattr(pipeline, "to_global", poisoned)
+    train.train(load(train_config_file, num_steps=5, checkpoint_every=3), tmp_path)
+    rows = logged(tmp_path)
+    assert rows[3]["loss"] is None and rows[3]["skipped"] == 1
+    assert [rows[s]["skipped_total"] for s in range(1, 6)] == [0, 0, 1, 1, 1]
+    assert np.isfinite(rows[5]["loss"])
+    for best in (False,):
+        shapes = jax.eval_shape(lambda: jax.tree.map(lambda x: x, _abstract_params(train_config_file)))
+        params, step = checkpoint.restore_params(tmp_path, shapes, best=best)
+        assert step == 5 and all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
+
+
+def test_too_many_nonfinite_steps_in_a_row_stop_the_run(train_config_file, tmp_path, monkeypatch):
+    to_global = pipeline.to_global
+
+    def poisoned(batch, mesh, batch_size=None, rules=None):
+        out = to_global(batch, mesh, batch_size, rules)
+        out["waveform"] = out["waveform"] * np.float32(np.nan)
+        return out
+
+    monkeypatch.setattr(pipeline, "to_global", poisoned)
+    config = load(train_config_file, num_steps=10, max_nonfinite_in_a_row=3)
+    with pytest.raises(train.NonFiniteError, match="3 steps in a row had a non-finite loss"):
+        train.train(config, tmp_path)
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_losses_of_one(reference, train_config_file, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    processes = [
+        launch(
+            train_config_file,
+            tmp_path,
+            f"--coordinator_address=127.0.0.1:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+            devices=4,
+        )
+        for i in range(2)
+    ]
+    for process in processes:
+        finish(process)
+    assert_close(losses(tmp_path), reference[1], range(1, STEPS + 1))
+
+
+def _abstract_params(config_file):
+    from flax import nnx
+
+    from uniflow_jax import parallel
+    from uniflow_jax.training import objectives, state
+
+    make, _ = objectives.trained_module(load(config_file))
+    spec = state.ModelSpec.of(lambda: make(nnx.Rngs(0)))
+    mesh = parallel.make_mesh((-1, 1, 1))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), state.pure_values(spec.abstract_params)
+    )
