@@ -1,16 +1,28 @@
-"""``python -m uniflow_jax.sample``: every task from the original CLI's kinds of input (tiny random model)."""
+"""``python -m uniflow_jax.sample``: every task from the original CLI's kinds of input (tiny random model), and
+a tiny trained run (``--workdir``) sampled one request at a time and from a jsonl file of many (``--batch``)."""
 
+import dataclasses
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import types
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
 from absl import flags
+from flax import nnx
 
-from uniflow_jax import config_lib, sample
+from uniflow_jax import config_lib, instructions, parallel, sample
+from uniflow_jax.frontends import text
+from uniflow_jax.models import uniflow
+from uniflow_jax.training import checkpoint, optimizer
+from uniflow_jax.training import state as train_state
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HOP = 480
@@ -45,7 +57,7 @@ def inputs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     config = config_lib.load_config_file(str(REPO / "configs/tiny.py"))
-    return sample.RandomModel(config, seed=0, workdir=tmp_path_factory.mktemp("tok"))
+    return sample.LoadedModel.random(config, seed=0, workdir=tmp_path_factory.mktemp("tok"))
 
 
 CASES = {
@@ -66,8 +78,9 @@ def test_every_task_produces_audio(model, inputs, task):
     flags.FLAGS.unparse_flags()
     flags.FLAGS(argv)
     spec = sample.tasks.get(task)
-    request, frames = sample.build_sample(spec, model)
-    (wave,) = model.generator([request], num_steps=3, guidance_scale=spec.guidance_scale, frames=[frames])
+    request = sample.build_sample(spec, {name: getattr(flags.FLAGS, name) for name in sample.FIELDS}, model)
+    (wave,) = model.generate([request], num_steps=3, guidance_scale=spec.guidance_scale, seed=0)
+    request = request.sample
     assert wave.ndim == 1 and len(wave) > 0 and len(wave) % HOP == 0 and np.all(np.isfinite(wave))
     if task == "se":  # 1 s at 16 kHz -> 1 s at 24 kHz, 50 latent frames
         assert len(wave) == 24000
@@ -100,3 +113,147 @@ def test_bad_inputs_are_named():
         sample.symbols.note_to_midi("H2")
     assert sample.symbols.note_to_midi("C4") == 60 and sample.symbols.note_to_midi("G#3") == 56
     assert sample.symbols.note_to_midi("rest") == 0
+
+
+# ---------------------------------------------------------------------------------------------- a trained run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny "trained" run with an EMA, saved as ``python -m uniflow_jax.train`` saves one (no training loop):
+    config.json, the latest full state (step 2) and the best params (step 1: the EMA's, as training keeps), with
+    params no init gives (best −0.01, latest params +0.01, latest EMA +0.02). It is "trained" on one device
+    (orbax saves that fast); the sampler restores it on all eight."""
+    root = tmp_path_factory.mktemp("run")
+    config = config_lib.load_config_file(str(REPO / "configs/tiny.py"))
+    texts = [*instructions.all_texts(), "a dog barks twice", "a slow piano melody"] * 5
+    config.train.ema_decay = 0.999
+    config.data.tokenizer = str(text.train_tokenizer(texts, root / "spiece", config.model.t5.vocab_size))
+    workdir = root / "workdir"
+    mesh, rules = parallel.make_mesh((1, 1, 1), jax.devices()[:1]), config_lib.mesh_rules(config)
+    cfg = config_lib.uniflow_config(config)
+    make = lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(config.seed))  # noqa: E731
+    tx = optimizer.make(config.optimizer)
+    with jax.set_mesh(mesh), parallel.axis_rules(rules):
+        shardings = train_state.shardings(train_state.ModelSpec.of(make), tx, mesh, rules, ema=True)
+        state = train_state.create(make, tx, config.seed, shardings, ema=True)
+    shift = jax.jit(lambda tree, delta: jax.tree.map(lambda p: p + delta, tree))
+    best, latest, latest_ema = (shift(state.params, delta) for delta in (-0.01, 0.01, 0.02))
+    ckpt = checkpoint.Checkpointer(workdir)
+    ckpt.save_best(1, best, 0.5, {"step": 1})
+    state = dataclasses.replace(state, step=jnp.asarray(2, jnp.int32), params=latest, ema=latest_ema)
+    ckpt.save(2, state, {}, {"step": 2})
+    ckpt.wait()
+    ckpt.close()
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    to_numpy = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
+    return types.SimpleNamespace(workdir=workdir, best=to_numpy(best), latest_ema=to_numpy(latest_ema))
+
+
+def _assert_same_params(model, expected):
+    """The generator's module holds exactly ``expected`` (every parameter array)."""
+    module = nnx.merge(*model.generator.model)
+    used = nnx.to_pure_dict(nnx.state(module, nnx.Param))
+    pairs = jax.tree.leaves(jax.tree.map(lambda a, b: (a, b), jax.tree.map(np.asarray, used), expected))
+    assert len(pairs) > 50
+    for a, b in zip(pairs[::2], pairs[1::2], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_workdir_loads_the_checkpoint_params(run, tmp_path):
+    best = sample.LoadedModel.from_workdir(run.workdir)
+    assert best.step == 1 and "best by validation" in best.description
+    _assert_same_params(best, run.best)
+    # A run whose validation never ran has no best/: "best" falls back to the latest, its EMA params here (the
+    # batch test below asks for --checkpoint_kind latest).
+    shutil.copytree(run.workdir, tmp_path / "run", ignore=shutil.ignore_patterns("best"))
+    latest = sample.LoadedModel.from_workdir(tmp_path / "run")
+    assert latest.step == 2 and "latest, EMA" in latest.description
+    _assert_same_params(latest, run.latest_ema)
+
+
+def _run_cli(*args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-m", "uniflow_jax.sample", *map(str, args)],
+                            capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_workdir_cli_se_keeps_the_input_length(run, tmp_path):
+    noisy = tmp_path / "noisy.wav"
+    sf.write(noisy, np.random.default_rng(1).uniform(-0.3, 0.3, 11680).astype(np.float32), 16000)  # 0.73 s
+    out = tmp_path / "se.wav"
+    stdout = _run_cli("se", "--workdir", run.workdir, "--noisy_speech", noisy, "--num_steps", 2, "--output", out)
+    assert "step 1 (best by validation" in stdout and "real-time factor" in stdout
+    info = sf.info(str(out))
+    assert info.samplerate == 24000 and info.channels == 1 and info.frames == 17520  # 0.73 s at 24 kHz, not 37 hops
+
+
+def test_workdir_batch_of_every_task(run, inputs, tmp_path):
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "spk.npy", rng.standard_normal(256).astype(np.float32))
+    np.save(tmp_path / "frames.npy", rng.standard_normal((7, 32)).astype(np.float32))
+    sf.write(tmp_path / "low.wav", rng.uniform(-0.3, 0.3, 9000).astype(np.float32), 12000)  # 0.75 s
+    requests = [
+        {"id": "dog", "task": "t2a", "caption": "a dog barks twice", "duration": 0.5},
+        {"id": "dog2", "task": "text_to_audio", "caption": "a dog barks", "instruction_idx": 3},
+        {"id": "piano", "task": "t2m", "caption": "a slow piano melody", "instruction": "Compose calm music."},
+        {"id": "hello", "task": "tts", "phonemes": "HH AH0 L OW1", "speaker_embedding": "spk.npy"},
+        {"id": 7, "task": "svs", "score_phonemes": ["n", "i", "h", "ao"], "score_notes": "C4 C4 D4 rest",
+         "score_durations": [0.3, 0.3, 0.4, 0.2], "singer": "Tenor-2"},
+        {"id": "noisy", "task": "se", "noisy_speech": str(inputs / "noisy.wav")},
+        {"id": "low", "task": "sr", "low_sr_audio": "low.wav"},
+        {"id": "clip", "task": "v2a", "video_features": "frames.npy"},
+    ]  # fmt: skip
+    jsonl = tmp_path / "requests.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in requests) + "\n")
+    out = tmp_path / "out"
+    stdout = _run_cli("--workdir", run.workdir, "--checkpoint_kind", "latest", "--batch", jsonl, "--out_dir", out,
+                      "--batch_size", 2, "--num_steps", 2)  # fmt: skip
+    assert "step 2 (latest, EMA)" in stdout
+    lengths = {}
+    for r in requests:
+        info = sf.info(str(out / sample.tasks.get(r["task"]).short / f"{r['id']}.wav"))
+        assert info.samplerate == 24000 and info.channels == 1 and info.frames > 0
+        lengths[r["id"]] = info.frames
+    assert lengths["dog"] == 12000  # the duration
+    assert lengths["noisy"] == 24000 and lengths["low"] == 18000  # SE/SR: exactly the input's length
+    assert all(n % HOP == 0 for key, n in lengths.items() if key not in ("dog", "noisy", "low"))  # predicted lengths
+    for short in ("t2a", "t2m", "tts", "svs", "se", "sr", "v2a"):
+        assert any(line.split()[:2] == [short, "2" if short == "t2a" else "1"] for line in stdout.splitlines())
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"id": "a", "task": "t2a", "caption": "x"', "not JSON"),
+        ('["t2a"]', "expected a JSON object"),
+        ('{"task": "t2a", "caption": "x"}', "no 'id'"),
+        ('{"id": "a", "task": "t3a", "caption": "x"}', "unknown task 't3a'"),
+        ('{"id": "a", "task": "t2a", "captoin": "x"}', "unknown key\\(s\\) captoin"),
+        ('{"id": "a", "task": "t2a"}', "t2a needs caption"),
+        ('{"id": "a", "task": "v2a"}', "v2a needs video or video_features"),
+        ('{"id": "a", "task": "t2a", "caption": "x", "duration": "long"}', "duration must be a number"),
+        ('{"id": "a", "task": "tts", "phonemes": "AH0", "instruction_idx": 10}', "instruction_idx must be 0..9"),
+        ('{"id": "../a", "task": "t2a", "caption": "x"}', "id must be .* usable as a file name"),
+        ('{"id": "ok", "task": "t2a", "caption": "x"}', "a second t2a request with id 'ok'"),
+    ],
+)
+def test_a_malformed_request_line_is_named(tmp_path, line, message):
+    path = tmp_path / "requests.jsonl"
+    path.write_text('{"id": "ok", "task": "t2a", "caption": "fine"}\n\n' + line + "\n")
+    with pytest.raises(ValueError, match=f"{path}:3: {message}"):
+        sample.read_requests(path)
+
+
+def test_request_lines_are_normalised(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text('{"id": 5, "task": "svs", "score_phonemes": ["n", "i"], "score_notes": "C4 D4", '
+                    '"score_durations": [0.5, 1], "instruction_idx": 2}\n'
+                    '{"id": "x", "task": "tts", "phonemes": "AH0", "speaker_embedding": "sub/x.npy"}\n')  # fmt: skip
+    svs, tts = sample.read_requests(path)
+    assert (svs.id, svs.task.short, svs.where) == ("5", "svs", f"{path}:1")
+    assert svs.fields == {"score_phonemes": "n i", "score_notes": "C4 D4", "score_durations": "0.5 1",
+                          "instruction_idx": 2}  # fmt: skip
+    assert tts.fields["speaker_embedding"] == str(tmp_path / "sub/x.npy")  # relative to the jsonl's folder

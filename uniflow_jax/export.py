@@ -9,12 +9,10 @@ state dict, which ``model.frozen_weights.vae`` of a flow-model config reads.
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Sequence
 
 import jax
-import ml_collections
 import numpy as np
 from absl import flags
 from flax import nnx
@@ -26,17 +24,9 @@ from uniflow_jax.training.state import ModelSpec, pure_values
 from uniflow_jax.weights import torch_import
 
 
-def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """The config a training run wrote to ``<workdir>/config.json``."""
-    path = pathlib.Path(workdir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {workdir} a workdir of python -m uniflow_jax.train?")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
 def export(workdir: str | pathlib.Path, out: str | pathlib.Path, *, best: bool = False, ema: bool = False) -> int:
     """Writes the run's params to ``out``; returns the checkpoint step."""
-    config = run_config(workdir)
+    config = checkpoint.run_config(workdir)
     make, names = objectives.trained_module(config)
     spec = ModelSpec.of(lambda: make(nnx.Rngs(0)))
     mesh = parallel.make_mesh((1, 1, 1), jax.devices()[:1])
@@ -52,10 +42,14 @@ def export(workdir: str | pathlib.Path, out: str | pathlib.Path, *, best: bool =
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A run folder of python -m uniflow_jax.train.")
-flags.DEFINE_string("out", None, "Output .safetensors file.")
-flags.DEFINE_enum("checkpoint_kind", "latest", ["latest", "best"], "Which checkpoint: the latest or the best by val.")
-flags.DEFINE_bool("ema", False, "Export the EMA params (runs with train.ema_decay > 0).")
+
+
+def _define_flags() -> None:
+    """Defined only when run as a program, so that importing :func:`export` adds no flags to another tool."""
+    flags.DEFINE_string("workdir", None, "A run folder of python -m uniflow_jax.train.")
+    flags.DEFINE_string("out", None, "Output .safetensors file.")
+    flags.DEFINE_enum("checkpoint_kind", "latest", ["latest", "best"], "The latest checkpoint or the best by val.")
+    flags.DEFINE_bool("ema", False, "Export the EMA params (runs with train.ema_decay > 0).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -67,4 +61,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     cli.run(main)

@@ -1,4 +1,6 @@
-"""Generate audio for any task: ``python -m uniflow_jax.sample TASK [inputs] --output out.wav``.
+"""Generate audio for any task with a model we trained (or a random one), one request or a file of many.
+
+One request: ``python -m uniflow_jax.sample TASK [inputs] --workdir RUN --output out.wav``
 
 TASK is t2a, t2m, tts, svs, se, sr or v2a (or the long ids). Inputs follow the original CLI:
 
@@ -8,36 +10,75 @@ TASK is t2a, t2m, tts, svs, se, sr or v2a (or the long ids). Inputs follow the o
              [--score_slurs "0 0 0 0"] --singer Alto-1
     se       --noisy_speech noisy.wav          sr  --low_sr_audio low.wav
     v2a      --video clip.mp4 (or --video_features frames.npy)
-    every task: --instruction TEXT | --instruction_idx K, --guidance_scale, --num_steps, --seed, --output
+    every task: --instruction TEXT | --instruction_idx K, --guidance_scale, --num_steps, --seed
 
-Weights: this version builds the model of ``--config`` with **random** weights (a smoke test of the whole
-path: front ends, content encoders, adapter, lengths, jitted sampler, VAE decoder); with random weights
-the audio is noise-like. The SentencePiece tokenizer of the random model is trained on the task
-instructions. Prints the time to first audio (compilation included) and the real-time factor.
+Many requests: ``python -m uniflow_jax.sample --workdir RUN --batch requests.jsonl --out_dir OUT [--batch_size 8]``
+
+One JSON object per line, ``{"id": "a1", "task": "tts", "phonemes": "HH AH0 L OW1", ...}``, the other keys
+named like the flags above (word lists may also be JSON lists; relative paths are relative to the jsonl
+file's folder). Requests are grouped by task, ordered by their expected length (so that a batch shares one
+length bucket) and generated ``--batch_size`` at a time (batch k of a task uses noise seed ``--seed`` + k);
+``OUT/<task>/<id>.wav`` (24 kHz mono) is written for each, and a summary per task is printed (count, seconds
+of audio, wall time, real-time factor = wall time / audio time, compilation included). ``--num_steps``,
+``--guidance_scale`` and ``--seed`` apply to every request; unset, the task's defaults (25 steps; guidance 5,
+SE/SR 1). A malformed line (bad JSON, unknown task or key, a missing input) stops the run before any
+generation, naming ``file:line``.
+
+Weights: ``--workdir`` is a run of ``python -m uniflow_jax.train`` (objective "uniflow"). Its config comes from
+``RUN/config.json``; its params from the best checkpoint by validation (``RUN/best``, EMA when the run kept
+one) or, with ``--checkpoint_kind latest`` or when validation never ran, from the latest one
+(``RUN/checkpoints``; its EMA when ``train.ema_decay`` > 0). The frozen VAE/T5/CLIP come from the config's
+``model.frozen_weights`` (random when empty, seeded as in training), captions are tokenised with
+``data.tokenizer`` (cut at the training's longest text bucket, as in training) and the stock instructions are
+the run's (``model.instructions``, else encoded by the frozen T5 as in training). ``--mesh_shape`` overrides
+the run's mesh (e.g. a run trained with fsdp=8 sampled on one device: ``--mesh_shape=-1,1,1``).
+
+Without ``--workdir``, ``--config configs/<name>.py`` builds that model with **random** weights (a smoke
+test of the whole path; the audio is noise-like), with a SentencePiece tokenizer trained on the task
+instructions when ``data.tokenizer`` is empty; ``--seed`` also seeds the weights.
+
+A single request prints the time to first audio (compilation included) and the steady real-time factor;
+SE/SR outputs have exactly the input's length, a T2A/T2M ``duration`` exactly that many seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+import optax
+import soundfile as sf
 from absl import flags, logging
 from flax import nnx
 from ml_collections import config_flags
+from tqdm import tqdm
 
-from uniflow_jax import cli, config_lib, instructions, nnx_utils, parallel, tasks
+from uniflow_jax import cli, config_lib, instructions, parallel, tasks
 from uniflow_jax.data import audio
+from uniflow_jax.data.collate import NUM_INSTRUCTIONS
 from uniflow_jax.frontends import symbols, text
 from uniflow_jax.generate import Generator, task_defaults
-from uniflow_jax.models import clip, uniflow
+from uniflow_jax.models import uniflow
+from uniflow_jax.training import checkpoint
+from uniflow_jax.training import state as train_state
+from uniflow_jax.weights import frozen as frozen_weights
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Model config file (configs/<name>.py).", lock_config=False)
+config_flags.DEFINE_config_file("config", None, "Model config file (random weights), or --workdir.", lock_config=False)
+flags.DEFINE_string("workdir", None, "A run of python -m uniflow_jax.train: its config, checkpoint and tokenizer.")
+flags.DEFINE_enum("checkpoint_kind", "best", ["best", "latest"], "--workdir: best params by validation, or latest.")
+flags.DEFINE_string("mesh_shape", None, "--workdir: mesh (data,fsdp,tensor) instead of the run's, e.g. -1,1,1.")
+flags.DEFINE_string("batch", None, "A jsonl file of requests (one JSON object per line) instead of one request.")
+flags.DEFINE_string("out_dir", None, "--batch: output folder (OUT/<task>/<id>.wav).")
+flags.DEFINE_integer("batch_size", 8, "--batch: requests generated together.", lower_bound=1)
 flags.DEFINE_string("task", None, "Task (or give it as the first argument): t2a t2m tts svs se sr v2a.")
 flags.DEFINE_string("output", None, "Output wav (default: <task>.wav).")
 flags.DEFINE_string("caption", None, "T2A/T2M caption.")
@@ -57,128 +98,464 @@ flags.DEFINE_string("instruction", None, "Free-text instruction (encoded by T5) 
 flags.DEFINE_integer("instruction_idx", 0, "Which of the task's 10 stock instructions to use.")
 flags.DEFINE_integer("num_steps", None, "Euler steps (default 25).")
 flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance (default 5; SE/SR 1).")
-flags.DEFINE_integer("seed", 0, "Random seed (weights of the random model, noise).")
+flags.DEFINE_integer("seed", 0, "Random seed of the noise (and of the weights of a random model).")
+
+# The inputs of one request: flags of the command line, keys of a --batch line.
+WORD_FIELDS = ("phonemes", "score_phonemes", "score_notes", "score_durations", "score_slurs")  # or JSON lists
+TEXT_FIELDS = ("caption", "singer", "instruction")
+PATH_FIELDS = ("speaker_embedding", "noisy_speech", "low_sr_audio", "video", "video_features")
+FIELDS = (*TEXT_FIELDS, *WORD_FIELDS, *PATH_FIELDS, "duration", "instruction_idx")
+DEFAULTS = {"singer": "Alto-1", "instruction_idx": 0}
+TASK_ORDER = ("t2a", "t2m", "tts", "svs", "se", "sr", "v2a")
 
 
-class RandomModel:
-    """A model of ``config`` with random weights, its T5/CLIP front ends and a trained tokenizer."""
+# ---------------------------------------------------------------------------------------------- the model
 
-    def __init__(self, config: ml_collections.ConfigDict, seed: int, workdir: pathlib.Path):
+
+class LoadedModel:
+    """The flow model with its weights — a training run's checkpoint or a random init — placed on the mesh,
+    its frozen VAE/T5 (CLIP on demand), the tokenizer and the instruction features: all a request needs.
+
+    Build it with :meth:`from_workdir` or :meth:`random`.
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        load: Callable[[Callable[[], nnx.Module], train_state.TrainState], tuple[dict, int | None, str]],
+    ):
+        """``load(make, shardings)``: (the params of ``make()``'s module placed on ``shardings.params``, their
+        checkpoint step or None, a description of the weights)."""
         self.config = config
-        cfg = config_lib.uniflow_config(config)
-        mesh = parallel.make_mesh(config.mesh.shape)
-        rules = config_lib.mesh_rules(config)
-        with jax.set_mesh(mesh), parallel.axis_rules(rules):
-            model = nnx_utils.create_sharded(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(seed)), mesh, rules)
-            frozen = nnx_utils.create_sharded(lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(seed + 1)), mesh, rules)
-        self.generator = Generator(cfg, model, frozen)
-        self.cfg = cfg
-        texts = list(instructions.all_texts())
-        self.tokenizer = text.T5Tokenizer(
-            text.train_tokenizer(texts, workdir / "spiece", cfg.t5.vocab_size), max_length=512
-        )
-        graphdef, state = frozen
-        t5_def, t5_state = nnx.split(nnx.merge(graphdef, state).t5)
-        self.encode_text = instructions.text_encoder(t5_def, t5_state, self.tokenizer)
+        self.cfg = config_lib.uniflow_config(config)
         self.clip_cfg = config_lib.clip_config(config)
+        self.mesh = parallel.make_mesh(config.mesh.shape)
+        rules = config_lib.mesh_rules(config)
+        make = lambda: uniflow.UniFlow(self.cfg, rngs=nnx.Rngs(config.seed))  # noqa: E731  (as training builds it)
+        with jax.set_mesh(self.mesh), parallel.axis_rules(rules):
+            spec = train_state.ModelSpec.of(make)
+            shardings = train_state.shardings(spec, optax.identity(), self.mesh, rules, ema=False)
+            self.params, self.step, self.description = load(make, shardings)
+            buffers = train_state.buffers(make, shardings)
+            # The frozen parts with the training's seeds: a toy run with random frozen weights gets the same ones.
+            frozen = frozen_weights.frozen_encoders(config, self.mesh, seed=config.seed + 1)
+        state = nnx.merge_state(nnx.State(self.params), nnx.State(buffers))
+        self.generator = Generator(self.cfg, (spec.graphdef, state), frozen)
+        self.tokenizer = self._encode = None
+        if config.data.tokenizer:
+            longest = max(bucket["text"] for bucket in config.data.buckets)  # captions are cut there in training
+            self.tokenizer = text.T5Tokenizer(config.data.tokenizer, max_length=longest)
+            t5_def, t5_state = nnx.split(nnx.merge(*frozen).t5)
+            self._encode = instructions.text_encoder(t5_def, t5_state, text.T5Tokenizer(config.data.tokenizer))
+        self._bank = instructions.read_h5(config.model.instructions) if config.model.instructions else None
+        self._encoded: dict[str, np.ndarray] = {}
         self._clip = None
 
+    @classmethod
+    def random(cls, config: ml_collections.ConfigDict, seed: int, workdir: pathlib.Path) -> LoadedModel:
+        """``config``'s model with random weights from ``seed``; without ``data.tokenizer``, one trained on the
+        task instructions (written to ``workdir``, read at once)."""
+        config = config.copy_and_resolve_references()
+        config.seed = seed
+        if not config.data.tokenizer:
+            vocab = config.model.t5.vocab_size
+            config.data.tokenizer = str(text.train_tokenizer(instructions.all_texts(), workdir / "spiece", vocab))
+
+        def init(make, shardings) -> tuple[dict, None, str]:
+            return train_state.create(make, optax.identity(), seed, shardings, ema=False).params, None, "RANDOM weights"
+
+        return cls(config, init)
+
+    @classmethod
+    def from_workdir(
+        cls, workdir: str | pathlib.Path, *, kind: str = "best", mesh_shape: Sequence[int] | None = None
+    ) -> LoadedModel:
+        """A run's model: ``kind`` "best" (the best params by validation, else the latest) or "latest"."""
+        workdir = pathlib.Path(workdir)
+        config = checkpoint.run_config(workdir)
+        if config.get("objective", "uniflow") != "uniflow":
+            raise ValueError(f"{workdir} trained objective {config.objective!r}; sampling needs a 'uniflow' run")
+        if mesh_shape is not None:
+            config.mesh.shape = tuple(mesh_shape)
+        best = kind == "best"
+        if best:
+            try:
+                metadata = checkpoint.read_metadata(workdir, best=True)
+            except FileNotFoundError:
+                logging.warning("%s has no best checkpoint (validation never ran): using the latest", workdir)
+                best = False
+        ema = not best and config.train.ema_decay > 0  # the best params are the EMA already when the run kept one
+
+        def restore(make, shardings) -> tuple[dict, int, str]:
+            abstract = train_state.abstract(make, optax.identity(), shardings, ema=False).params
+            params, step = checkpoint.restore_params(workdir, abstract, best=best, ema=ema)
+            detail = f"best by validation, val loss {metadata['val_loss']:.4g}" if best else "latest"
+            return params, step, f"{workdir} step {step} ({detail}{', EMA' if ema else ''})"
+
+        model = cls(config, restore)
+        logging.info("loaded %s", model.description)
+        return model
+
+    def encode_text(self, sentence: str) -> np.ndarray:
+        """An instruction → frozen-T5 features (L, D), as training encodes the instruction bank."""
+        if self._encode is None:
+            raise ValueError("the run has no data.tokenizer: free-text instructions cannot be encoded")
+        if sentence not in self._encoded:
+            self._encoded[sentence] = self._encode(sentence)
+        return self._encoded[sentence]
+
+    def instruction(self, task: tasks.Task, free_text: str | None, index: int) -> np.ndarray:
+        if free_text:
+            return self.encode_text(free_text)
+        if self._bank is not None:
+            return instructions.select(self._bank, task.id, index)
+        return self.encode_text(tasks.instructions()[task.id][index])
+
+    def caption_ids(self, caption: str) -> np.ndarray:
+        if self.tokenizer is None:
+            raise ValueError("the run has no data.tokenizer: captions (t2a, t2m) cannot be tokenised")
+        return self.tokenizer.encode(caption)
+
     def clip_features(self, frames: np.ndarray) -> np.ndarray:
+        """Video frames (N, H, W, 3) uint8 → per-frame features of the frozen CLIP (N, video_dim)."""
         from uniflow_jax.frontends import video
 
         if self._clip is None:
-            mesh = parallel.make_mesh(self.config.mesh.shape)
-            graphdef, state = nnx_utils.create_sharded(
-                lambda: clip.CLIPVisionEncoder(self.clip_cfg, rngs=nnx.Rngs(7)), mesh
-            )
-            self._clip = (graphdef, state, jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0]))
-        pixels = video.clip_preprocess(frames, self.clip_cfg.image_size)
-        return np.asarray(self._clip[2](self._clip[1], pixels))
+            graphdef, state = frozen_weights.clip_encoder(self.config, self.mesh, seed=self.config.seed + 2)
+            forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])
+            self._clip = lambda pixels: forward(state, pixels)
+        return np.asarray(self._clip(video.clip_preprocess(frames, self.clip_cfg.image_size)))
+
+    def generate(
+        self, requests: Sequence[Request], *, num_steps: int, guidance_scale: float, seed: int
+    ) -> list[np.ndarray]:
+        """One waveform per request (24 kHz), at its predicted, forced or exact length."""
+        waves = self.generator(
+            [r.sample for r in requests],
+            num_steps=num_steps,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            frames=[r.frames for r in requests],
+        )
+        return [wave if r.samples is None else wave[: r.samples] for wave, r in zip(waves, requests, strict=True)]
 
 
-def build_sample(task: tasks.Task, model: RandomModel) -> tuple[dict, int | None]:
-    """The request of the command line as a model sample, and a forced length in latent frames (or None)."""
-    hop = model.cfg.vae.hop_length
-    instruction = (
-        model.encode_text(FLAGS.instruction)
-        if FLAGS.instruction
-        else model.encode_text(tasks.instructions()[task.id][FLAGS.instruction_idx])
-    )
-    sample: dict = {"task": task.id, "instruction": instruction}
-    frames = None
-    need = lambda name: _required(name, task)  # noqa: E731
+# ---------------------------------------------------------------------------------------------- requests
+
+
+@dataclasses.dataclass
+class Request:
+    """A model sample, its forced length in latent frames (or None: predicted) and its exact length in
+    samples (or None: the latent length's)."""
+
+    task: tasks.Task
+    sample: dict
+    frames: int | None = None
+    samples: int | None = None
+
+
+def _required(task: tasks.Task) -> list[tuple[str, ...]]:
+    """The inputs a task needs (each entry: any one of these fields)."""
+    return {
+        "text": [("caption",)],
+        "phoneme": [("phonemes",)],
+        "score": [("score_phonemes",), ("score_notes",), ("score_durations",)],
+        "audio": [("noisy_speech",) if task.short == "se" else ("low_sr_audio",)],
+        "video": [("video", "video_features")],
+    }[task.content]
+
+
+def check_fields(task: tasks.Task, fields: Mapping[str, Any]) -> None:
+    """Raises ``ValueError`` when an input the task needs is missing or a value is out of range."""
+    for names in _required(task):
+        if not any(fields.get(name) for name in names):
+            raise ValueError(f"{task.short} needs {' or '.join(names)}")
+    duration = fields.get("duration")
+    if duration is not None and not duration > 0:
+        raise ValueError(f"duration must be positive, got {duration}")
+    index = fields.get("instruction_idx") or 0
+    if not 0 <= index < NUM_INSTRUCTIONS:
+        raise ValueError(f"instruction_idx must be 0..{NUM_INSTRUCTIONS - 1}, got {index}")
+
+
+def build_sample(task: tasks.Task, fields: Mapping[str, Any], model: LoadedModel) -> Request:
+    """A request's inputs (``fields``: named like the flags, from the command line or a jsonl line; missing
+    or None = not given) as a model sample."""
+    fields = {**DEFAULTS, **{k: v for k, v in fields.items() if v is not None}}
+    check_fields(task, fields)
+    hop, rate = model.cfg.vae.hop_length, model.config.model.sample_rate
+    instruction = model.instruction(task, fields.get("instruction"), fields["instruction_idx"])
+    request = Request(task, {"task": task.id, "instruction": instruction})
+    sample = request.sample
     if task.content == "text":
-        sample["text_ids"] = model.tokenizer.encode(need("caption"))
-        if FLAGS.duration:
-            frames = round(FLAGS.duration * 50)
+        sample["text_ids"] = model.caption_ids(fields["caption"])
+        if fields.get("duration"):
+            request.samples = round(fields["duration"] * rate)
+            request.frames = max(1, -(-request.samples // hop))
     elif task.content == "phoneme":
-        sample["phoneme"] = symbols.tts_phone_ids(need("phonemes"))
-        if FLAGS.speaker_embedding:
-            sample["xvector"] = np.load(FLAGS.speaker_embedding).reshape(-1).astype(np.float32)
+        sample["phoneme"] = symbols.tts_phone_ids(fields["phonemes"])
+        if fields.get("speaker_embedding"):
+            xvector = np.load(fields["speaker_embedding"]).reshape(-1).astype(np.float32)
+            if len(xvector) != model.cfg.phoneme.speaker_dim:
+                raise ValueError(f"{fields['speaker_embedding']}: {len(xvector)} values, the model's x-vectors have "
+                                 f"{model.cfg.phoneme.speaker_dim}")  # fmt: skip
+            sample["xvector"] = xvector
         else:
-            logging.warning("no --speaker_embedding: using a zero x-vector")
+            logging.warning("tts without a speaker_embedding: using a zero x-vector")
             sample["xvector"] = np.zeros(model.cfg.phoneme.speaker_dim, np.float32)
     elif task.content == "score":
-        phones = need("score_phonemes").split()
-        notes = need("score_notes").split()
-        seconds = [float(x) for x in need("score_durations").split()]
-        slurs = [int(x) for x in FLAGS.score_slurs.split()] if FLAGS.score_slurs else [0] * len(phones)
+        phones = fields["score_phonemes"].split()
+        notes = fields["score_notes"].split()
+        seconds = [float(x) for x in fields["score_durations"].split()]
+        slurs = [int(x) for x in fields["score_slurs"].split()] if fields.get("score_slurs") else [0] * len(phones)
         if not len(phones) == len(notes) == len(seconds) == len(slurs):
-            raise flags.ValidationError("SVS: phones, notes, durations and slurs need one entry per phone")
+            raise ValueError("SVS: phones, notes, durations and slurs need one entry per phone")
         sample.update(
             score_phoneme=symbols.svs_phone_ids(phones),
             midi=np.array([symbols.note_to_midi(n) for n in notes], np.int32),
             midi_duration=np.array(seconds, np.float32),
             is_slur=np.array(slurs, np.int32),
-            singer=symbols.singer_id(FLAGS.singer),
+            singer=symbols.singer_id(fields["singer"]),
         )
     elif task.content == "audio":
-        wave = audio.load_audio(need("noisy_speech" if task.short == "se" else "low_sr_audio"))
-        frames = max(1, -(-len(wave) // hop))
-        sample["audio"] = np.pad(wave, (0, frames * hop - len(wave)))
+        wave = audio.load_audio(fields["noisy_speech" if task.short == "se" else "low_sr_audio"], rate)
+        request.samples = len(wave)  # the output keeps the input's exact length
+        request.frames = max(1, -(-len(wave) // hop))
+        sample["audio"] = np.pad(wave, (0, request.frames * hop - len(wave)))
     elif task.content == "video":
-        if FLAGS.video_features:
-            sample["video"] = np.load(FLAGS.video_features).astype(np.float32)
+        if fields.get("video_features"):
+            features = np.load(fields["video_features"]).astype(np.float32)
+            if features.ndim != 2 or features.shape[1] != model.cfg.video_dim:
+                raise ValueError(f"{fields['video_features']}: features of shape {features.shape}, expected "
+                                 f"(frames, {model.cfg.video_dim})")  # fmt: skip
+            sample["video"] = features
         else:
             from uniflow_jax.frontends import video
 
-            sample["video"] = model.clip_features(video.read_frames(need("video"), max_seconds=10.0))
-    return sample, frames
+            sample["video"] = model.clip_features(video.read_frames(fields["video"], max_seconds=10.0))
+    return request
 
 
-def _required(name: str, task: tasks.Task) -> str:
-    value = getattr(FLAGS, name)
-    if not value:
-        raise flags.ValidationError(f"{task.short} needs --{name}")
-    return value
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One request of a --batch file: where it is (``file:line``), its id, task and fields."""
+
+    where: str
+    id: str
+    task: tasks.Task
+    fields: dict
+
+
+def read_requests(path: str | pathlib.Path) -> list[Line]:
+    """Parses and checks a jsonl file of requests; a malformed line raises ``ValueError`` naming file:line."""
+    path = pathlib.Path(path)
+    lines: list[Line] = []
+    seen: set[tuple[str, str]] = set()
+    for number, row in enumerate(path.read_text().splitlines(), start=1):
+        if not row.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            line = _parse_line(row, where, path.parent)
+        except (ValueError, KeyError) as error:
+            message = error.args[0] if isinstance(error, KeyError) else str(error)
+            raise ValueError(f"{where}: {message}") from None
+        if (line.task.short, line.id) in seen:
+            raise ValueError(f"{where}: a second {line.task.short} request with id {line.id!r}")
+        seen.add((line.task.short, line.id))
+        lines.append(line)
+    if not lines:
+        raise ValueError(f"{path}: no requests")
+    return lines
+
+
+def _parse_line(row: str, where: str, base: pathlib.Path) -> Line:
+    try:
+        obj = json.loads(row)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    obj = dict(obj)
+    for key in ("id", "task"):
+        if key not in obj:
+            raise ValueError(f"no {key!r}")
+    rid, task = obj.pop("id"), tasks.get(str(obj.pop("task")))
+    name = str(rid)
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)) or name in ("", ".", "..") or {"/", "\\"} & set(name):
+        raise ValueError(f"id must be a non-empty string or integer usable as a file name, got {rid!r}")
+    unknown = sorted(set(obj) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}; known: id, task, {', '.join(FIELDS)}")
+    fields: dict[str, Any] = {}
+    for key, value in obj.items():
+        if value is None:
+            continue
+        if key in WORD_FIELDS and isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            value = " ".join(str(v) for v in value)
+        if key == "duration":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"duration must be a number of seconds, got {value!r}")
+            value = float(value)
+        elif key == "instruction_idx":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"instruction_idx must be an integer, got {value!r}")
+        elif not isinstance(value, str):
+            raise ValueError(f"{key} must be a string{' or a list' if key in WORD_FIELDS else ''}, got {value!r}")
+        if key in PATH_FIELDS:
+            value = str(base / pathlib.Path(value).expanduser())  # relative to the jsonl's folder
+        fields[key] = value
+    check_fields(task, fields)
+    return Line(where, name, task, fields)
+
+
+def _length_hint(line: Line) -> float:
+    """A cheap guess of a request's output length (within a task only), to batch similar lengths together."""
+    f = line.fields
+    if line.task.content == "text":
+        return f.get("duration") or 0.0
+    if line.task.content == "phoneme":
+        return len(f["phonemes"].split())
+    if line.task.content == "score":
+        try:
+            return sum(float(x) for x in f["score_durations"].split())
+        except ValueError:
+            return 0.0
+    if line.task.content == "audio":
+        try:
+            return sf.info(f["noisy_speech" if line.task.short == "se" else "low_sr_audio"]).duration
+        except Exception:  # unreadable files are reported when the request is built
+            return 0.0
+    return 0.0
+
+
+def _settings(task: tasks.Task, num_steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
+    steps, guidance = task_defaults(task.id)
+    return num_steps or steps, guidance if guidance_scale is None else guidance_scale
+
+
+@dataclasses.dataclass
+class TaskSummary:
+    count: int = 0
+    seconds: float = 0.0
+    wall: float = 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.wall / max(self.seconds, 1e-9)
+
+
+def run_batch(
+    model: LoadedModel,
+    lines: Sequence[Line],
+    out_dir: str | pathlib.Path,
+    *,
+    batch_size: int = 8,
+    num_steps: int | None = None,
+    guidance_scale: float | None = None,
+    seed: int = 0,
+) -> dict[str, TaskSummary]:
+    """Generates every request into ``out_dir/<task>/<id>.wav``; returns the summary per task."""
+    out_dir = pathlib.Path(out_dir)
+    groups: dict[str, list[Line]] = {}
+    for line in lines:
+        groups.setdefault(line.task.short, []).append(line)
+    summaries: dict[str, TaskSummary] = {}
+    with tqdm(total=len(lines), unit="request", desc="sample") as bar:
+        for short in sorted(groups, key=TASK_ORDER.index):
+            task = tasks.get(short)
+            steps, guidance = _settings(task, num_steps, guidance_scale)
+            group = sorted(groups[short], key=_length_hint)
+            summary = summaries[short] = TaskSummary(count=len(group))
+            start = time.perf_counter()
+            for k in range(0, len(group), batch_size):
+                chunk = group[k : k + batch_size]
+                requests = []
+                for line in chunk:
+                    try:
+                        requests.append(build_sample(task, line.fields, model))
+                    except (ValueError, KeyError, OSError) as error:
+                        message = error.args[0] if isinstance(error, KeyError) else str(error)
+                        raise ValueError(f"{line.where}: {message}") from error
+                waves = model.generate(requests, num_steps=steps, guidance_scale=guidance, seed=seed + k // batch_size)
+                for line, wave in zip(chunk, waves, strict=True):
+                    audio.write_audio(out_dir / short / f"{line.id}.wav", wave, model.config.model.sample_rate)
+                    summary.seconds += len(wave) / model.config.model.sample_rate
+                bar.update(len(chunk))
+            summary.wall = time.perf_counter() - start
+    return summaries
+
+
+def format_summary(summaries: Mapping[str, TaskSummary]) -> str:
+    rows = [f"{'task':<5} {'count':>6} {'audio s':>9} {'wall s':>8} {'RTF':>7}"]
+    for short, s in summaries.items():
+        rows.append(f"{short:<5} {s.count:>6} {s.seconds:>9.2f} {s.wall:>8.2f} {s.real_time_factor:>7.3f}")
+    total = TaskSummary(
+        sum(s.count for s in summaries.values()),
+        sum(s.seconds for s in summaries.values()),
+        sum(s.wall for s in summaries.values()),
+    )
+    rows.append(f"{'all':<5} {total.count:>6} {total.seconds:>9.2f} {total.wall:>8.2f} {total.real_time_factor:>7.3f}")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def load_model() -> LoadedModel:
+    """The model the flags name: ``--workdir`` (trained) or ``--config`` (random weights)."""
+    if FLAGS.workdir:
+        shape = [int(x) for x in FLAGS.mesh_shape.split(",")] if FLAGS.mesh_shape else None
+        return LoadedModel.from_workdir(FLAGS.workdir, kind=FLAGS.checkpoint_kind, mesh_shape=shape)
+    logging.info("building the model of --config with RANDOM weights")
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+        return LoadedModel.random(FLAGS.config, FLAGS.seed, pathlib.Path(tokenizer_dir))
 
 
 def main(argv: Sequence[str]) -> None:
     positional = argv[1:]
+    if (FLAGS.workdir is None) == (FLAGS.config is None):
+        raise flags.ValidationError("give --workdir RUN (trained weights) or --config configs/<name>.py (random ones)")
+    if FLAGS.batch:
+        if positional or FLAGS.task:
+            raise flags.ValidationError("--batch reads the task of every request from its line: no TASK argument")
+        if not FLAGS.out_dir:
+            raise flags.ValidationError("--batch needs --out_dir")
+        lines = read_requests(FLAGS.batch)  # a malformed file fails before the model is built
+        model = load_model()
+        print(f"{len(lines)} requests, {model.description}")
+        summaries = run_batch(
+            model,
+            lines,
+            FLAGS.out_dir,
+            batch_size=FLAGS.batch_size,
+            num_steps=FLAGS.num_steps,
+            guidance_scale=FLAGS.guidance_scale,
+            seed=FLAGS.seed,
+        )
+        print(format_summary(summaries))
+        print(f"wrote {FLAGS.out_dir}/<task>/<id>.wav (24 kHz mono)")
+        return
     task_name = FLAGS.task or (positional[0] if positional else None)
-    if task_name is None or FLAGS.config is None:
-        raise flags.ValidationError("usage: python -m uniflow_jax.sample TASK --config configs/<name>.py [inputs]")
+    if task_name is None:
+        raise flags.ValidationError("usage: python -m uniflow_jax.sample TASK (--workdir RUN | --config FILE) [inputs]")
     task = tasks.get(task_name)
-    steps, guidance = task_defaults(task.id)
-    steps = FLAGS.num_steps or steps
-    guidance = FLAGS.guidance_scale if FLAGS.guidance_scale is not None else guidance
+    fields = {name: getattr(FLAGS, name) for name in FIELDS}
+    check_fields(task, fields)  # before the model is built
+    steps, guidance = _settings(task, FLAGS.num_steps, FLAGS.guidance_scale)
     output = FLAGS.output or f"{task.short}.wav"
-    logging.info("building %s with RANDOM weights", task.id)
-    with tempfile.TemporaryDirectory() as workdir:
-        model = RandomModel(FLAGS.config, FLAGS.seed, pathlib.Path(workdir))
-        sample, frames = build_sample(task, model)
+    model = load_model()
+    request = build_sample(task, fields, model)
     timings = []
     for _ in range(2):  # the first call compiles; the second shows the steady-state speed
         start = time.perf_counter()
-        (wave,) = model.generator([sample], num_steps=steps, guidance_scale=guidance, seed=FLAGS.seed, frames=[frames])
+        (wave,) = model.generate([request], num_steps=steps, guidance_scale=guidance, seed=FLAGS.seed)
         timings.append(time.perf_counter() - start)
-    if task.content == "audio":
-        wave = wave[: len(sample["audio"])]
-    audio.write_audio(output, wave)
-    seconds = len(wave) / audio.SAMPLE_RATE
+    audio.write_audio(output, wave, model.config.model.sample_rate)
+    seconds = len(wave) / model.config.model.sample_rate
     print(
-        f"wrote {output}: {task.id}, {seconds:.2f} s at 24 kHz (RANDOM weights) | {steps} steps, guidance {guidance} | "
-        f"time to first audio {timings[0]:.2f} s (compile included) | steady {timings[1]:.2f} s, "
+        f"wrote {output}: {task.id}, {seconds:.2f} s at 24 kHz ({model.description}) | {steps} steps, guidance "
+        f"{guidance} | time to first audio {timings[0]:.2f} s (compile included) | steady {timings[1]:.2f} s, "
         f"real-time factor {timings[1] / max(seconds, 1e-9):.3f}"
     )
 

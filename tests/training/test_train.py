@@ -34,9 +34,14 @@ def losses(workdir) -> dict[int, float]:
     return {step: row["loss"] for step, row in logged(workdir).items()}
 
 
-def launch(config_file, workdir, *overrides, devices=8, extra_env=None) -> subprocess.Popen:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    env.update(extra_env or {})
+def launch(config_file, workdir, *overrides, devices=8) -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
     command = [sys.executable, "-m", "uniflow_jax.train", "--config", str(config_file), "--workdir", str(workdir)]
     return subprocess.Popen(
         [*command, *overrides], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

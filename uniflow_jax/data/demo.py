@@ -8,6 +8,7 @@ with their sounds. The same arguments give the same bytes. Layout (format: ``dat
     OUT/corpus.json                        what was built (engine, counts, seed, how durations were found)
     OUT/<split>/<task>/content.jsonl       split = train | val (held out), task = tts svs se sr v2a t2a t2m
     OUT/<split>/<task>/audio.jsonl         targets: wavs/<id>.wav (24 kHz mono, a multiple of 480 samples)
+    OUT/spiece.model                       a caption tokenizer (SentencePiece, T5 ids) for models trained on it
 
     python -m uniflow_jax.data.demo --out demo_data
 """
@@ -33,6 +34,8 @@ from tqdm import tqdm
 from uniflow_jax import tasks
 from uniflow_jax.data.audio import SAMPLE_RATE, write_audio
 from uniflow_jax.frontends.symbols import note_to_midi, singer_id, svs_phone_ids, tts_phone_ids
+from uniflow_jax.frontends.text import train_tokenizer
+from uniflow_jax.instructions import all_texts
 
 HOP = 480  # the VAE hop: every clip is a whole number of hops
 SPLITS = ("train", "val")
@@ -1013,8 +1016,23 @@ def build(
                 _write_jsonl(folder / "content.jsonl", contents)
                 _write_jsonl(folder / "audio.jsonl", audios)
                 summary["seconds"].setdefault(task, {})[split] = samples / SAMPLE_RATE
+    _caption_tokenizer(out)
     (out / "corpus.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+TOKENIZER_VOCAB = 512
+
+
+def _caption_tokenizer(out: pathlib.Path) -> pathlib.Path:
+    """No Flan-T5 tokenizer can be downloaded here: one trained on the corpus's captions and the task
+    instructions, the vocabulary that configs/demo.py's T5 embeds."""
+    captions = [
+        json.loads(line)["caption"]
+        for path in sorted(out.glob("*/t2[am]/content.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    return train_tokenizer((captions + list(all_texts())) * 4, out / "spiece", TOKENIZER_VOCAB)
 
 
 FLAGS = flags.FLAGS

@@ -18,6 +18,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+import ml_collections
 import orbax.checkpoint as ocp
 
 from uniflow_jax.training.state import TrainState
@@ -92,6 +93,14 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.close()
         self.best.close()
+
+
+def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a training run wrote to ``<workdir>/config.json`` (lists where it had tuples)."""
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {workdir} a workdir of python -m uniflow_jax.train?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def read_metadata(workdir: str | pathlib.Path, step: int | None = None, *, best: bool = False) -> dict:

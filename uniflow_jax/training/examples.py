@@ -49,26 +49,33 @@ def _flow_logger(config, objective: FlowObjective, spec: ModelSpec) -> Logger:
         clip_graphdef = objective.clip_graphdef
         clip = jax.jit(lambda state, x: nnx.merge(clip_graphdef, state)(x)[0])
     for sample in samples:
+        sample.pop("waveform", None)  # the target: not an input
         row = tasks.index(sample["task"]) * 10 + sample["instruction_index"]
         sample["instruction"] = bank[row][bank_mask[row]]
         if "video_frames" in sample:
             sample["video"] = np.asarray(clip(objective.frozen["clip"], sample.pop("video_frames")))
     hop = objective.cfg.vae.hop_length
+    generator = Generator(objective.cfg, (spec.graphdef, None), (objective.frozen_graphdef, None))
 
     def log(state: TrainState, frozen: Any, writer: MetricWriter, step: int) -> None:
         params = state.ema if state.ema is not None else state.params
-        model_state = nnx.merge_state(nnx.State(params), nnx.State(state.buffers))
-        generator = Generator(
-            objective.cfg, (spec.graphdef, model_state), (objective.frozen_graphdef, frozen["encoders"])
-        )
-        for sample in samples:
-            task = tasks.get(sample["task"])
-            given = len(sample["audio"]) // hop if task.content == "audio" else None
-            (wave,) = generator(
-                [sample], num_steps=config.flow.num_steps, guidance_scale=task.guidance_scale, frames=[given]
+        # The generator's jitted programs take the states as arguments: swap in the current ones.
+        generator.model = (spec.graphdef, nnx.merge_state(nnx.State(params), nnx.State(state.buffers)))
+        generator.frozen = (objective.frozen_graphdef, frozen["encoders"])
+        given = [len(s["audio"]) // hop if tasks.get(s["task"]).content == "audio" else None for s in samples]
+        # One batch of every task: one compiled program pair; guidance as the task defaults of the CLI.
+        for guidance in sorted({tasks.get(s["task"]).guidance_scale for s in samples}):
+            chosen = [i for i, s in enumerate(samples) if tasks.get(s["task"]).guidance_scale == guidance]
+            waves = generator(
+                [samples[i] for i in chosen],
+                num_steps=config.flow.num_steps,
+                guidance_scale=guidance,
+                frames=[given[i] for i in chosen],
             )
-            writer.audio(step, f"samples/{task.short}", wave, config.model.sample_rate)
-            writer.spectrogram(step, f"samples/{task.short}", wave, config.model.sample_rate)
+            for i, wave in zip(chosen, waves, strict=True):
+                tag = f"samples/{tasks.get(samples[i]['task']).short}"
+                writer.audio(step, tag, wave, config.model.sample_rate)
+                writer.spectrogram(step, tag, wave, config.model.sample_rate)
 
     return log
 

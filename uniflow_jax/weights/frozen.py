@@ -11,12 +11,11 @@ from collections.abc import Callable
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 from flax import nnx
 
 from uniflow_jax import config_lib, nnx_utils, parallel
-from uniflow_jax.models import clip, uniflow
+from uniflow_jax.models import clip, t5, uniflow, vae
 from uniflow_jax.weights import hf, names, torch_import
 
 
@@ -28,23 +27,23 @@ def _place(make: Callable[[], nnx.Module], tensors, name_map, mesh, rules) -> tu
 def frozen_encoders(
     config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, seed: int = 0
 ) -> tuple[nnx.GraphDef, nnx.State]:
-    """:class:`uniflow.FrozenEncoders` (VAE + T5) with the configured weights."""
+    """:class:`uniflow.FrozenEncoders` (VAE + T5) with the configured weights; a part without a file gets
+    random weights (with a warning): a demo trains its own VAE but has no Flan-T5, for instance."""
     cfg, rules = config_lib.uniflow_config(config), config_lib.mesh_rules(config)
     paths = config.model.frozen_weights
     make = lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(seed))  # noqa: E731
-    if not paths.vae and not paths.t5:
-        logging.warning("model.frozen_weights is empty: the VAE and T5 have RANDOM weights (tests/toys only)")
-        with parallel.axis_rules(rules):
-            return nnx_utils.create_sharded(make, mesh, rules)
-    if not (paths.vae and paths.t5):
-        raise ValueError("model.frozen_weights needs both vae (safetensors) and t5 (folder), or neither")
-    tensors: dict[str, np.ndarray] = {}
-    for key, value in torch_import.read_safetensors(paths.vae).items():
-        tensors[f"autoencoder.{key}"] = value
-    for key, value in hf.t5_encoder_tensors(hf.read_folder(paths.t5)[1]).items():
-        tensors[f"content_encoder.text_encoder.model.{key}"] = value
+    for part in ("vae", "t5"):
+        if not paths[part]:
+            logging.warning("model.frozen_weights.%s is empty: it has RANDOM weights (tests/toys only)", part)
     with parallel.axis_rules(rules):
-        return _place(make, tensors, names.FROZEN, mesh, rules)
+        graphdef, state = nnx_utils.create_sharded(make, mesh, rules)
+        if paths.vae:
+            tensors = torch_import.read_safetensors(paths.vae)
+            state["vae"] = _place(lambda: vae.VAE(cfg.vae, rngs=nnx.Rngs(0)), tensors, names.VAE, mesh, rules)[1]
+        if paths.t5:
+            tensors = hf.t5_encoder_tensors(hf.read_folder(paths.t5)[1])
+            state["t5"] = _place(lambda: t5.T5Encoder(cfg.t5, rngs=nnx.Rngs(0)), tensors, names.T5, mesh, rules)[1]
+    return graphdef, state
 
 
 def clip_encoder(
