@@ -164,11 +164,12 @@ def vae_config(config: ml_collections.ConfigDict) -> VAEConfig:
 
 
 def uniflow_config(config: ml_collections.ConfigDict) -> UniFlowConfig:
-    """The complete model's typed config; the content width feeds every encoder and the DiT."""
+    """The complete model's typed config; the content width feeds every encoder and the DiT, the VAE's latent
+    width the DiT's input and output."""
     m = config.model
     d = m.content_dim
     return UniFlowConfig(
-        dit=dataclasses.replace(dit_config(config), context_dim=d, ta_context_dim=d),
+        dit=dataclasses.replace(dit_config(config), context_dim=d, ta_context_dim=d, latent_dim=m.vae.latent_dim),
         vae=vae_config(config),
         phoneme=FastSpeech2Config(**m.phoneme.to_dict(), d_out=d),
         score=FastSpeech2Config(**m.score.to_dict(), d_out=d),

@@ -207,8 +207,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
                 window.append({**metrics, "flops": step_flops})
                 frames_seen += batch_size * objective.latent_frames(batch)
                 if step % t.log_every == 0 or step == t.num_steps:
+                    window = jax.device_get(window)  # waits for the dispatched steps: the timing below is real
                     elapsed = time.perf_counter() - window_start
-                    logged = _summarise(jax.device_get(window), elapsed, frames_seen, data_wait, batch_size, peak)
+                    logged = _summarise(window, elapsed, frames_seen, data_wait, batch_size, peak)
                     logged["skipped_total"] = int(state.nonfinite)
                     logged["skipped_rows"] = int(np.asarray(host["skips"]).sum())
                     writer.scalars(step, logged)

@@ -6,7 +6,7 @@ import pathlib
 import jax
 import pytest
 
-from uniflow_jax import config_lib, instructions
+from uniflow_jax import instructions
 from uniflow_jax.data import demo
 from uniflow_jax.frontends import text
 
@@ -58,9 +58,3 @@ def train_config_file(tmp_path_factory, compilation_cache) -> pathlib.Path:
     path = root / "train_config.py"
     path.write_text(CONFIG_FILE.format(repo=REPO, corpus=corpus))
     return path
-
-
-def load(path: pathlib.Path, **train):
-    config = config_lib.load_config_file(str(path))
-    config.train.update(train)
-    return config

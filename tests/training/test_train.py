@@ -3,6 +3,7 @@ preemption saves, checkpoints that move between device counts, and non-finite st
 
 import json
 import os
+import pathlib
 import random
 import shutil
 import signal
@@ -14,13 +15,22 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, load
+from flax import nnx
+from test_metric_writers import summary_values
 
-from uniflow_jax import train
+from uniflow_jax import config_lib, export, parallel, train
 from uniflow_jax.data import pipeline
-from uniflow_jax.training import checkpoint
+from uniflow_jax.training import checkpoint, objectives, state
+from uniflow_jax.weights import frozen, torch_import
 
 STEPS = 20
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def load(path, **train_fields):
+    config = config_lib.load_config_file(str(path))
+    config.train.update(train_fields)
+    return config
 
 
 def logged(workdir) -> dict[int, dict]:
@@ -68,9 +78,10 @@ def assert_close(ours: dict[int, float], reference: dict[int, float], steps, rto
 
 @pytest.fixture(scope="module")
 def reference(train_config_file, tmp_path_factory):
-    """An uninterrupted in-process run on the default (8, 1, 1) mesh: checkpoints at 10 and 20."""
+    """An uninterrupted in-process run on the default (8, 1, 1) mesh: checkpoints at 10 and 20, validation and
+    audio examples at 10 and 20 (they read the state, never change it)."""
     workdir = tmp_path_factory.mktemp("reference")
-    train.train(load(train_config_file), workdir)
+    train.train(load(train_config_file, eval_every=10, eval_batches=1, sample_every=10), workdir)
     return workdir, losses(workdir)
 
 
@@ -83,8 +94,18 @@ def test_reference_run_learns_and_logs_everything(reference):
         assert np.isfinite(row[key]) and row[key] > 0, key
     assert 0 <= row["data_wait"] <= 1
     assert any(key.startswith("loss/") for key in row)
-    assert list((workdir / "tensorboard").iterdir())
     assert checkpoint.read_metadata(workdir)["step"] == STEPS
+    validation = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    validation = [row for row in validation if "val/loss" in row]
+    assert [row["step"] for row in validation] == [10, 20]
+    best = checkpoint.read_metadata(workdir, best=True)
+    assert best["val_loss"] == min(row["val/loss"] for row in validation)
+    tags = event_tags(workdir / "tensorboard")
+    assert {"loss", "val/loss", "samples/t2a", "samples/v2a", "samples/se"} <= tags  # (tts/svs val clips: too long)
+
+
+def event_tags(folder) -> set[str]:
+    return set(summary_values(folder))
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 2), (1, 8, 1)])
@@ -95,28 +116,26 @@ def test_every_mesh_gives_the_same_loss_trajectory(reference, train_config_file,
     assert_close(losses(tmp_path), reference[1], range(1, STEPS + 1))
 
 
-def test_sigkill_then_relaunch_reproduces_the_trajectory_exactly(reference, train_config_file, tmp_path):
-    kill_at = random.SystemRandom().randint(3, STEPS - 3)
-    every = "--config.train.checkpoint_every=5"
+def test_sigterm_saves_at_the_next_step_and_sigkill_loses_nothing(reference, train_config_file, tmp_path):
+    """Preempted (SIGTERM) → a checkpoint at the next step and a clean exit; relaunched, killed (SIGKILL) at a
+    random step, relaunched again: the trajectory equals the uninterrupted one exactly."""
+    process = launch(train_config_file, tmp_path, "--config.train.checkpoint_every=1000")
+    wait_for_steps(process, tmp_path, 3)
+    signalled_after = len(logged(tmp_path))
+    process.send_signal(signal.SIGTERM)
+    finish(process, timeout=120)
+    preempted = checkpoint.read_metadata(tmp_path)["step"]
+    assert signalled_after <= preempted <= signalled_after + 2
+    assert max(logged(tmp_path)) == preempted
+
+    kill_at = random.SystemRandom().randint(preempted + 2, STEPS - 2)
+    every = "--config.train.checkpoint_every=4"
     process = launch(train_config_file, tmp_path, every)
     wait_for_steps(process, tmp_path, kill_at)
     process.send_signal(signal.SIGKILL)
     process.wait()
     finish(launch(train_config_file, tmp_path, every))
-    assert losses(tmp_path) == reference[1], f"killed after step {kill_at}"
-
-
-def test_sigterm_checkpoints_at_the_next_step_and_exits(train_config_file, tmp_path):
-    process = launch(
-        train_config_file, tmp_path, "--config.train.num_steps=1000", "--config.train.checkpoint_every=1000"
-    )
-    wait_for_steps(process, tmp_path, 3)
-    signalled_after = len(logged(tmp_path))
-    process.send_signal(signal.SIGTERM)
-    finish(process, timeout=120)
-    step = checkpoint.read_metadata(tmp_path)["step"]
-    assert signalled_after <= step <= signalled_after + 2
-    assert max(logged(tmp_path)) == step
+    assert losses(tmp_path) == reference[1], f"preempted at step {preempted}, killed after step {kill_at}"
 
 
 @pytest.mark.parametrize("devices", [1, 4])
@@ -124,10 +143,11 @@ def test_checkpoint_of_8_devices_resumes_on_fewer(reference, train_config_file, 
     workdir = tmp_path / "run"
     shutil.copytree(reference[0], workdir)
     shutil.rmtree(workdir / "checkpoints" / str(STEPS))
+    shutil.rmtree(workdir / "best")
     kept = [line for line in (workdir / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= 10]
     (workdir / "metrics.jsonl").write_text("\n".join(kept) + "\n")
-    finish(launch(train_config_file, workdir, devices=devices))
-    assert_close(losses(workdir), reference[1], range(11, STEPS + 1))
+    finish(launch(train_config_file, workdir, "--config.train.num_steps=14", devices=devices))
+    assert_close(losses(workdir), reference[1], range(11, 15))
 
 
 def test_a_nan_batch_is_skipped_counted_and_never_checkpointed(train_config_file, tmp_path, monkeypatch):
@@ -146,10 +166,8 @@ def test_a_nan_batch_is_skipped_counted_and_never_checkpointed(train_config_file
     assert rows[3]["loss"] is None and rows[3]["skipped"] == 1
     assert [rows[s]["skipped_total"] for s in range(1, 6)] == [0, 0, 1, 1, 1]
     assert np.isfinite(rows[5]["loss"])
-    for best in (False,):
-        shapes = jax.eval_shape(lambda: jax.tree.map(lambda x: x, _abstract_params(train_config_file)))
-        params, step = checkpoint.restore_params(tmp_path, shapes, best=best)
-        assert step == 5 and all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
+    params, step = checkpoint.restore_params(tmp_path, _abstract_params(load(train_config_file)))
+    assert step == 5 and all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
 
 
 def test_too_many_nonfinite_steps_in_a_row_stop_the_run(train_config_file, tmp_path, monkeypatch):
@@ -178,25 +196,57 @@ def test_two_processes_give_the_losses_of_one(reference, train_config_file, tmp_
             f"--coordinator_address=127.0.0.1:{port}",
             "--num_processes=2",
             f"--process_id={i}",
+            "--config.train.num_steps=10",
             devices=4,
         )
         for i in range(2)
     ]
     for process in processes:
         finish(process)
-    assert_close(losses(tmp_path), reference[1], range(1, STEPS + 1))
+    assert_close(losses(tmp_path), reference[1], range(1, 11))
 
 
-def _abstract_params(config_file):
-    from flax import nnx
-
-    from uniflow_jax import parallel
-    from uniflow_jax.training import objectives, state
-
-    make, _ = objectives.trained_module(load(config_file))
+def _abstract_params(config):
+    """Replicated ShapeDtypeStructs of the params a run of ``config`` trains."""
+    make, _ = objectives.trained_module(config)
     spec = state.ModelSpec.of(lambda: make(nnx.Rngs(0)))
-    mesh = parallel.make_mesh((-1, 1, 1))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    sharding = jax.sharding.NamedSharding(parallel.make_mesh((-1, 1, 1)), jax.sharding.PartitionSpec())
     return jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), state.pure_values(spec.abstract_params)
     )
+
+
+def assert_trees_equal(a, b) -> None:
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_export_round_trips_and_fine_tuning_starts_from_it(reference, train_config_file, tmp_path):
+    out = tmp_path / "model.safetensors"
+    assert export.export(reference[0], out) == STEPS
+    config = load(train_config_file)
+    saved, _ = checkpoint.restore_params(reference[0], _abstract_params(config))
+    make, names = objectives.trained_module(config)
+    spec = state.ModelSpec.of(lambda: make(nnx.Rngs(0)))
+    imported = torch_import.import_state(spec.abstract_params, torch_import.read_safetensors(str(out)), names)
+    assert_trees_equal(state.pure_values(imported), saved)
+    # The first step of the warm-up has learning rate 0: after it the params are still exactly the imported ones.
+    train.train(load(train_config_file, num_steps=1, init_from=str(out)), tmp_path / "finetune")
+    assert_trees_equal(checkpoint.restore_params(tmp_path / "finetune", _abstract_params(config))[0], saved)
+
+
+def test_vae_run_validates_logs_audio_and_exports_the_flow_models_vae(train_config_file, tmp_path):
+    config = load(train_config_file, num_steps=4, log_every=2, eval_every=2, eval_batches=1, sample_every=2)
+    config.objective = "vae"
+    config.vae_training.segment_seconds = 0.2
+    train.train(config, tmp_path / "vae")
+    rows = logged(tmp_path / "vae")
+    assert rows[4]["vae/stft"] > 0 and np.isfinite(rows[4]["loss"])
+    assert {"val/loss", "reconstruction/0", "loss/tts"} <= event_tags(tmp_path / "vae" / "tensorboard")
+    export.export(tmp_path / "vae", tmp_path / "vae.safetensors", best=True)
+    best, _ = checkpoint.restore_params(tmp_path / "vae", _abstract_params(config), best=True)
+    flow = load(train_config_file)
+    flow.model.frozen_weights.vae = str(tmp_path / "vae.safetensors")
+    _, encoders = frozen.frozen_encoders(flow, parallel.make_mesh((-1, 1, 1)))
+    assert_trees_equal(state.pure_values(encoders["vae"]), best)
