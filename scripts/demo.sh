@@ -38,9 +38,13 @@ python -m uniflow_jax.train --config "configs/vae_demo.py:$DATA" --workdir "$OUT
   ${VAE_STEPS:+--config.train.num_steps=$VAE_STEPS}
 python -m uniflow_jax.export --workdir "$OUT/vae" --out "$OUT/vae.safetensors"
 
+stamp "encoding the corpus once with the frozen encoders (latent cache)"
+VAE="--config.model.frozen_weights.vae=$OUT/vae.safetensors"
+python -m uniflow_jax.data.cache --config "configs/demo.py:$DATA" --out "$OUT/cache" "$VAE"
+
 stamp "training UniFlow on all seven tasks"
-python -m uniflow_jax.train --config "configs/demo.py:$DATA" --workdir "$OUT/uniflow" \
-  --config.model.frozen_weights.vae="$OUT/vae.safetensors" ${FLOW_STEPS:+--config.train.num_steps=$FLOW_STEPS}
+python -m uniflow_jax.train --config "configs/demo.py:$DATA" --workdir "$OUT/uniflow" "$VAE" \
+  --config.data.cache="$OUT/cache" ${FLOW_STEPS:+--config.train.num_steps=$FLOW_STEPS}
 
 stamp "generating $PER_TASK held-out inputs per task"
 python -m uniflow_jax.demo_eval requests --corpus "$DATA" --out "$OUT/requests" --per_task "$PER_TASK"
