@@ -36,11 +36,14 @@ class T5Tokenizer:
 
 def train_tokenizer(texts: Iterable[str], model_prefix: str | pathlib.Path, vocab_size: int) -> pathlib.Path:
     """Trains a small T5-style SentencePiece model (pad 0, eos 1, unk 2) — for models trained from scratch."""
+    import io
+
     import sentencepiece as spm
 
+    model = io.BytesIO()  # not a path: the model file would record it, and differ between folders
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(list(texts)),
-        model_prefix=str(model_prefix),
+        model_writer=model,
         vocab_size=vocab_size,
         pad_id=PAD_ID,
         eos_id=EOS_ID,
@@ -49,5 +52,8 @@ def train_tokenizer(texts: Iterable[str], model_prefix: str | pathlib.Path, voca
         model_type="unigram",
         hard_vocab_limit=False,
         minloglevel=2,
+        num_threads=1,  # the same texts give the same bytes
     )
-    return pathlib.Path(f"{model_prefix}.model")
+    path = pathlib.Path(f"{model_prefix}.model")
+    path.write_bytes(model.getvalue())
+    return path
