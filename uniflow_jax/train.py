@@ -42,18 +42,30 @@ class NonFiniteError(RuntimeError):
 
 
 class _Preemption:
-    """SIGTERM → a flag read at the next step boundary (the signal handler itself does nothing risky)."""
+    """SIGTERM → a save at the next step boundary, then a clean exit.
+
+    One process: our handler sets a flag (it does nothing else: a signal handler must not touch JAX). Several
+    processes must agree on the step, so there JAX's preemption service (started by ``jax.distributed``, it
+    catches SIGTERM on any host) tells every process at the same step.
+    """
 
     def __init__(self):
+        self.local = jax.process_count() == 1
         self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        if self.local:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        logging.warning("SIGTERM: saving a checkpoint at the next step boundary, then exiting")
         self.requested = True
 
+    def reached(self, step: int) -> bool:
+        if not self.local:
+            self.requested = self.requested or multihost_utils.reached_preemption_sync_point(step)
+        return self.requested
+
     def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+        if self.local:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _shape_key(batch: Mapping[str, jax.Array]) -> tuple:
@@ -231,10 +243,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
                     ckpt.save_best(step, best, val["val/loss"], _metadata(config, step, mesh))
                 if sampler is not None and step % t.sample_every == 0:
                     sampler(state, objective.frozen, writer, step)
-                if step % t.checkpoint_every == 0 or step == t.num_steps or preemption.requested:
+                preempted = preemption.reached(step)
+                if step % t.checkpoint_every == 0 or step == t.num_steps or preempted:
                     ckpt.save(step, state, it.get_state(), _metadata(config, step, mesh))
-                if preemption.requested:
-                    logging.warning("preempted: checkpoint of step %d written, exiting", step)
+                if preempted:
+                    logging.warning("preempted (SIGTERM): checkpoint of step %d written, exiting", step)
                     break
         finally:
             bar.close()
