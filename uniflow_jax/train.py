@@ -200,7 +200,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
         )
         steps = _CompiledSteps(fn, shardings, objective.frozen, objective, writer)
         validation = jax.jit(train_step.make_validation_step(objective, spec, use_ema=t.ema_decay > 0))
-        sampler = examples.make(config, objective, spec, mesh) if t.sample_every else None
+        sampler = examples.make(config, objective, spec) if t.sample_every else None
         peak = flops.device_peak_flops(jax.devices()[0], t.peak_tflops * 1e12 if t.peak_tflops else None)
         preemption = _Preemption()
         logged: dict[str, float] = {}

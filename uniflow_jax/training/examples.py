@@ -96,8 +96,7 @@ def _vae_logger(config, objective: Objective, spec: ModelSpec) -> Logger:
     return log
 
 
-def make(config: ml_collections.ConfigDict, objective: Objective, spec: ModelSpec, mesh) -> Logger:
-    del mesh
+def make(config: ml_collections.ConfigDict, objective: Objective, spec: ModelSpec) -> Logger:
     if isinstance(objective, FlowObjective):
         return _flow_logger(config, objective, spec)
     return _vae_logger(config, objective, spec)
