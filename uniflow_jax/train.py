@@ -75,9 +75,9 @@ def _shape_key(batch: Mapping[str, jax.Array]) -> tuple:
 class _CompiledSteps:
     """One compiled train step per batch shape (buckets), compiled ahead with its costs logged."""
 
-    def __init__(self, fn, state_shardings, frozen, objective, writer: MetricWriter):
+    def __init__(self, fn, state_shardings, frozen, objective):
         self.jitted = jax.jit(fn, donate_argnums=0, out_shardings=(state_shardings, None))
-        self.frozen, self.objective, self.writer = frozen, objective, writer
+        self.frozen, self.objective = frozen, objective
         self.programs: dict[tuple, Any] = {}
         self.flops: dict[tuple, float] = {}
 
@@ -198,7 +198,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
         fn = train_step.make_train_step(
             objective, spec, tx, schedule, grad_accum_steps=t.grad_accum_steps, ema_decay=t.ema_decay
         )
-        steps = _CompiledSteps(fn, shardings, objective.frozen, objective, writer)
+        steps = _CompiledSteps(fn, shardings, objective.frozen, objective)
         validation = jax.jit(train_step.make_validation_step(objective, spec, use_ema=t.ema_decay > 0))
         sampler = examples.make(config, objective, spec) if t.sample_every else None
         peak = flops.device_peak_flops(jax.devices()[0], t.peak_tflops * 1e12 if t.peak_tflops else None)
