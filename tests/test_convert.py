@@ -1,0 +1,201 @@
+"""Conversion of released checkpoints: the safe .pt reader, config.yaml mapping, strict name/shape checks,
+the real-size manifests, the fixtures through the same path, and the converted folder's contents."""
+
+import dataclasses
+import json
+import pathlib
+import pickle
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from uniflow_jax import config_lib, convert
+from uniflow_jax.models import uniflow
+from uniflow_jax.weights import manifest, names, release, synthetic, torch_import, torch_pickle, upstream_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_release(tmp_path_factory):
+    config = config_lib.load_config_file(str(REPO / "configs/tiny.py"))
+    root = tmp_path_factory.mktemp("tiny_release")
+    return (config, *synthetic.build(root, config, seed=3))
+
+
+def test_torch_zip_round_trip_keeps_values_dtypes_and_nesting(tmp_path):
+    state = {"a.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "steps": np.array([7, 8], np.int64)}
+    synthetic.write_torch_zip({"state_dict": state, "epoch": 3, "lr": 0.5, "name": "x"}, tmp_path / "c.pt")
+    loaded = torch_pickle.load(tmp_path / "c.pt")
+    assert loaded["epoch"] == 3 and loaded["lr"] == 0.5 and loaded["name"] == "x"
+    for key, value in state.items():
+        assert loaded["state_dict"][key].dtype == value.dtype
+        np.testing.assert_array_equal(loaded["state_dict"][key], value)
+    assert set(torch_pickle.state_dict(loaded)) == set(state)
+
+
+def test_reader_never_runs_pickled_code(tmp_path):
+    # A pickle that would call os.system("touch PWNED") under pickle.load.
+    marker = tmp_path / "PWNED"
+    payload = (
+        pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + pickle.MARK
+        + pickle.BINUNICODE + len(b"evil").to_bytes(4, "little") + b"evil"
+        + pickle.GLOBAL + b"os\nsystem\n" + pickle.MARK
+        + pickle.BINUNICODE + len(f"touch {marker}".encode()).to_bytes(4, "little") + f"touch {marker}".encode()
+        + pickle.TUPLE + pickle.REDUCE + pickle.SETITEMS + pickle.STOP
+    )  # fmt: skip
+    with zipfile.ZipFile(tmp_path / "evil.pt", "w") as archive:
+        archive.writestr("evil/data.pkl", payload)
+    loaded = torch_pickle.load(tmp_path / "evil.pt")
+    assert isinstance(loaded["evil"], torch_pickle.Opaque) and loaded["evil"].qualified_name == "os.system"
+    assert not marker.exists()
+
+
+def test_legacy_or_foreign_files_are_refused_clearly(tmp_path):
+    (tmp_path / "old.pt").write_bytes(pickle.dumps({"x": 1}))
+    with pytest.raises(ValueError, match="legacy"):
+        torch_pickle.load(tmp_path / "old.pt")
+
+
+@pytest.mark.parametrize("size, fusion", [("small", "dummy"), ("base", "dummy"), ("large", "hybrid")])
+def test_release_configs_map_to_models_whose_names_and_shapes_equal_the_manifests(ref_dir, size, fusion):
+    release_config = release.read_config_yaml(ref_dir / f"release/config_{size}.yaml")
+    t5_hf, clip_hf = synthetic.hf_configs(config_lib.base_config(size))
+    config = release.our_config(release_config, t5_hf, clip_hf)
+    assert config.model.fusion == fusion
+    assert dict(config.model.dit.to_dict(), dtype="auto") == dict(config_lib.base_config(size).model.dit.to_dict())
+    cfg = config_lib.uniflow_config(config)
+    state = nnx.state(nnx.eval_shape(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0))))
+    expected = manifest.read_manifest(ref_dir / f"state_dict_flow_matching_{size}.txt")
+    assert torch_import.original_shapes(state, names.UNIFLOW) == expected  # every key maps to exactly one of ours
+    shapes = synthetic.model_shapes(config)
+    assert shapes["vae"] == manifest.read_manifest(ref_dir / "state_dict_stable_vae.txt")
+    t5_expected = manifest.read_manifest(ref_dir / "state_dict_flan_t5_large_encoder.txt")
+    assert shapes["t5"] == {k: v for k, v in t5_expected.items() if k != "shared.weight"}  # tied: one parameter
+    assert shapes["clip"] == manifest.read_manifest(ref_dir / "state_dict_clip_vit_large_patch14_vision.txt")
+
+
+def test_unsupported_variants_are_refused_by_name(ref_dir):
+    release_config = release.read_config_yaml(ref_dir / "release/config_small.yaml")
+    release_config["model"]["backbone"]["rope_mode"] = "none"
+    with pytest.raises(upstream_config.UnsupportedUpstreamConfig, match="rope_mode"):
+        release.our_config(release_config, *synthetic.hf_configs(config_lib.base_config("small")))
+    release_config = release.read_config_yaml(ref_dir / "release/config_small.yaml")
+    release_config["model"]["_target_"] = "models.flow_matching.CrossAttentionAudioFlowMatching"
+    with pytest.raises(upstream_config.UnsupportedUpstreamConfig, match="CrossAttentionAudioFlowMatching"):
+        release.our_config(release_config, *synthetic.hf_configs(config_lib.base_config("small")))
+
+
+def test_tiny_release_converts_and_every_tensor_lands_in_its_parameter(tiny_release, tmp_path):
+    config, release_dir, t5_dir, clip_dir = tiny_release
+    report = convert.convert_release(release_dir, t5_dir, clip_dir, tmp_path / "out")
+    out = tmp_path / "out"
+    for name in ("config.json", "spiece.model", release.INSTRUCTIONS_FILE, *release.RESOURCE_FILES):
+        assert (out / name).exists(), name
+    assert report["parameters"]["model"] > 0 and report["peak_memory_gib"] > 0
+    assert json.loads((out / "conversion.json").read_text())["fusion"] == "dummy"
+    converted = json.loads((out / "config.json").read_text())
+    assert converted["model"]["dit"] == config.model.dit.to_dict()
+
+    cfg = config_lib.uniflow_config(config)
+    abstract = nnx.state(nnx.eval_shape(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0))), nnx.Param)
+    restored = convert.restore(out, "model", nnx.to_pure_dict(abstract))
+    nnx.replace_by_pure_dict(abstract, restored)
+    exported = torch_import.export_state(abstract, names.UNIFLOW)
+    original = torch_import.read_safetensors(str(release_dir / "model.safetensors"))
+    for key, value in exported.items():
+        np.testing.assert_array_equal(value.reshape(original[key].shape), original[key], err_msg=key)
+    vae_original = release.vae_state_dict(release_dir / "vae/1m.pt")
+    frozen_abstract = nnx.state(nnx.eval_shape(lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(0))))
+    nnx.replace_by_pure_dict(frozen_abstract, convert.restore(out, "frozen", nnx.to_pure_dict(frozen_abstract)))
+    vae_exported = torch_import.export_state(frozen_abstract["vae"], names.VAE)
+    assert set(vae_exported) == set(vae_original)  # the wrapper's discriminator was dropped
+    for key, value in vae_exported.items():
+        np.testing.assert_array_equal(value.reshape(vae_original[key].shape), vae_original[key], err_msg=key)
+
+
+def test_missing_unexpected_and_misshaped_keys_are_all_listed(tiny_release, tmp_path):
+    config, _, t5_dir, clip_dir = tiny_release
+    broken = tmp_path / "broken"
+    synthetic.build(broken, config, seed=3)
+    tensors = torch_import.read_safetensors(str(broken / "release/model.safetensors"))
+    del tensors["dummy_ta_embed"]
+    tensors["backbone.extra.weight"] = np.zeros(3, np.float32)
+    tensors["content_encoder.video_encoder.mlp.bias"] = np.zeros(5, np.float32)
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(broken / "release/model.safetensors"))
+    with pytest.raises(torch_import.WeightLoadError) as error:
+        release.convert(broken / "release", t5_dir, clip_dir)
+    message = str(error.value)
+    assert "missing: dummy_ta_embed" in message and "unexpected: backbone.extra.weight" in message
+    assert "shape mismatch: content_encoder.video_encoder.mlp.bias" in message and "3 problem(s)" in message
+
+
+def test_fixture_weights_pass_through_the_conversion_path(ref_dir, tmp_path):
+    """The recorded upstream flow model, repackaged in the released layout, converts to exactly the weights
+    the parity tests load (and which reproduce the original's outputs there)."""
+    fixture = json.loads((ref_dir / "flow_model_config.json").read_text())["model"]
+    typed = upstream_config.uniflow_config(fixture)
+    tensors = torch_import.read_safetensors(str(ref_dir / "flow_model.safetensors"))
+    config = config_lib.load_config_file(str(REPO / "configs/tiny.py"))
+    m = config.model
+    m.content_dim, m.video_dim = typed.content_dim, typed.video_dim
+    m.dit.update(embed_dim=typed.dit.embed_dim, depth=typed.dit.depth, num_heads=typed.dit.num_heads,
+                 context_dim=typed.content_dim, ta_context_dim=typed.content_dim)  # fmt: skip
+    m.vae.update(channels=typed.vae.channels, latent_dim=typed.vae.latent_dim)
+    for ours, part in ((m.phoneme, typed.phoneme), (m.score, typed.score)):
+        ours.update({k: getattr(part, k) for k in ours})
+    m.adapter.update({k: getattr(typed.adapter, k) for k in m.adapter})
+    m.t5.update({k: getattr(typed.t5, k) for k in m.t5})
+    clip_hf = json.loads((ref_dir / "clip_vision_config.json").read_text())["model"]
+    m.clip = config_lib.base_config().model.clip
+    m.clip.update(dataclasses.asdict(upstream_config.clip_vision_config(clip_hf)))
+
+    frozen_prefixes = ("autoencoder.", names.VAE_ALIAS_PREFIX, names.T5_IN_MODEL.prefix)
+    model_tensors = {k: v for k, v in tensors.items() if not k.startswith(frozen_prefixes)}
+    vae_tensors = {k[len("autoencoder.") :]: v for k, v in tensors.items() if k.startswith("autoencoder.")}
+    t5_prefix = names.T5_IN_MODEL.prefix
+    t5_tensors = {k[len(t5_prefix) :]: v for k, v in tensors.items() if k.startswith(t5_prefix)}
+    t5_hf, _ = synthetic.hf_configs(config)
+    release_dir = synthetic.write_release(tmp_path / "release", synthetic.release_yaml(config), model_tensors,
+                                          vae_tensors, typed.t5.d_model)  # fmt: skip
+    synthetic.write_hf_folder(tmp_path / "t5", t5_hf, t5_tensors)
+    synthetic.write_hf_folder(
+        tmp_path / "clip", clip_hf, torch_import.read_safetensors(str(ref_dir / "clip_vision.safetensors"))
+    )
+    converted = release.convert(release_dir, tmp_path / "t5", tmp_path / "clip")
+
+    _, reference = torch_import.load_module(
+        lambda: uniflow.UniFlow(typed, rngs=nnx.Rngs(0)), tensors, names.UNIFLOW, strict=False
+    )
+    ours, theirs = (
+        nnx.to_flat_state(converted.model),
+        dict(nnx.to_flat_state(nnx.split_state(reference, nnx.Param, ...)[0])),
+    )
+    assert len(ours) == len(theirs)
+    for path, var in ours:
+        np.testing.assert_array_equal(
+            np.asarray(var.get_value()), np.asarray(theirs[path].get_value()), err_msg=str(path)
+        )
+    _, frozen_reference = torch_import.load_module(
+        lambda: uniflow.FrozenEncoders(typed, rngs=nnx.Rngs(0)), tensors, names.FROZEN, strict=False
+    )
+    theirs = dict(nnx.to_flat_state(frozen_reference))
+    for path, var in nnx.to_flat_state(converted.frozen):
+        np.testing.assert_array_equal(
+            np.asarray(var.get_value()), np.asarray(theirs[path].get_value()), err_msg=str(path)
+        )
+
+
+def test_buffer_values_are_checked(tiny_release):
+    config = tiny_release[0]
+    cfg = config_lib.uniflow_config(config)
+    make = lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+    buffers = nnx.split_state(nnx.state(make()), nnx.Param, ...)[1]
+    assert release.buffer_mismatches(buffers, buffers) == []
+    changed = jax.tree.map(lambda x: x + 1.0 if x.dtype == np.float32 and x.size else x, buffers)
+    assert release.buffer_mismatches(changed, buffers)
