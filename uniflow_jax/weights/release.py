@@ -9,6 +9,7 @@ one), and every problem is listed at once. The layout is ``../shared/upstream_re
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -162,11 +163,21 @@ def vae_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     return kept
 
 
-def _import(make: Callable[[], nnx.Module], tensors, name_map, what: str) -> nnx.State:
-    """Concrete state of ``make()``'s module from ``tensors`` (strict: every key used, every shape right)."""
+def _hf_config(folder: str | pathlib.Path) -> dict[str, Any]:
+    path = pathlib.Path(folder) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: expected a Hugging Face model folder")
+    return json.loads(path.read_text())
+
+
+def _import(
+    make: Callable[[], nnx.Module], read: Callable[[], Mapping[str, np.ndarray]], name_map, what: str
+) -> nnx.State:
+    """Concrete state of ``make()``'s module from the tensors ``read()`` returns (strict: every key used, every
+    shape right). The file's tensors live only while they are converted, which bounds the peak memory."""
     abstract = nnx.state(nnx.eval_shape(make))
     try:
-        return torch_import.import_state(abstract, tensors, name_map)
+        return torch_import.import_state(abstract, read(), name_map)
     except torch_import.WeightLoadError as error:
         raise torch_import.WeightLoadError(f"{what}: {error}") from None
 
@@ -197,8 +208,7 @@ def convert(release: str | pathlib.Path, t5_folder: str | pathlib.Path, clip_fol
     """Reads and checks every tensor of a release and the T5/CLIP folders (values in float32)."""
     release = pathlib.Path(release)
     release_config = read_config_yaml(release)
-    t5_hf, t5_tensors = hf.read_folder(t5_folder)
-    clip_hf, clip_tensors = hf.read_folder(clip_folder)
+    t5_hf, clip_hf = _hf_config(t5_folder), _hf_config(clip_folder)
     config = our_config(release_config, t5_hf, clip_hf)
     cfg, clip_cfg = config_lib.uniflow_config(config), config_lib.clip_config(config)
 
@@ -206,7 +216,9 @@ def convert(release: str | pathlib.Path, t5_folder: str | pathlib.Path, clip_fol
     if not model_file.exists():
         raise FileNotFoundError(f"{model_file} not found")
     make_model = lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0))  # noqa: E731
-    model_state = _import(make_model, torch_import.read_safetensors(str(model_file)), names.UNIFLOW, str(model_file))
+    model_state = _import(
+        make_model, lambda: torch_import.read_safetensors(str(model_file)), names.UNIFLOW, str(model_file)
+    )
     params, buffers = nnx.split_state(model_state, nnx.Param, ...)
     # The constants we compute (jitted: the unused parameter initialisation is compiled away).
     fresh = jax.jit(lambda: nnx.split_state(nnx.state(make_model()), nnx.Param, ...)[1])()
@@ -215,12 +227,22 @@ def convert(release: str | pathlib.Path, t5_folder: str | pathlib.Path, clip_fol
         raise torch_import.WeightLoadError(f"{model_file}: buffers differ from the original's constants: {stale}")
 
     vae_file = release / release_config["model"]["autoencoder"]["pretrained_ckpt"]
-    vae_state = _import(lambda: vae.VAE(cfg.vae, rngs=nnx.Rngs(0)), vae_state_dict(vae_file), names.VAE, str(vae_file))
-    t5_state = _import(lambda: t5.T5Encoder(cfg.t5, rngs=nnx.Rngs(0)), hf.t5_encoder_tensors(t5_tensors), names.T5,
-                       str(t5_folder))  # fmt: skip
+    vae_state = _import(
+        lambda: vae.VAE(cfg.vae, rngs=nnx.Rngs(0)), lambda: vae_state_dict(vae_file), names.VAE, str(vae_file)
+    )
+    t5_state = _import(
+        lambda: t5.T5Encoder(cfg.t5, rngs=nnx.Rngs(0)),
+        lambda: hf.t5_encoder_tensors(hf.read_folder(t5_folder)[1]),
+        names.T5,
+        str(t5_folder),
+    )
     frozen = nnx.State({"vae": vae_state, "t5": t5_state})
-    clip_state = _import(lambda: clip.CLIPVisionEncoder(clip_cfg, rngs=nnx.Rngs(0)),
-                         hf.clip_vision_tensors(clip_tensors), names.CLIP_VISION, str(clip_folder))  # fmt: skip
+    clip_state = _import(
+        lambda: clip.CLIPVisionEncoder(clip_cfg, rngs=nnx.Rngs(0)),
+        lambda: hf.clip_vision_tensors(hf.read_folder(clip_folder)[1]),
+        names.CLIP_VISION,
+        str(clip_folder),
+    )
     counts = {
         "model": nnx_utils.count_parameters(params),
         "vae": nnx_utils.count_parameters(vae_state),
