@@ -46,6 +46,7 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
             context_dim=1024,
             ta_context_dim=1024,
             remat="none",
+            scan_unroll=1,  # layers per scan iteration; >1 trades compile time for speed on small CPUs
             dtype="auto",  # bfloat16 on TPU/GPU, float32 on CPU (where bf16 is slower)
         )
     )

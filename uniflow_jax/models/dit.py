@@ -40,6 +40,7 @@ class DiTConfig:
     time_freq_dim: int = 256
     remat: str = "none"
     dtype: str = "float32"
+    scan_unroll: int = 1  # layers per scan iteration (1: compile time independent of depth)
 
     def __post_init__(self):
         if self.depth % 2:
@@ -182,10 +183,17 @@ class DiT(nnx.Module):
         args = (time_silu, ta, ctx, x_mask, context_mask)
 
         policy = REMAT_POLICIES[self.cfg.remat]
-        h, skips = layers.scan_stack(self.in_blocks, lambda blk, h, _: (blk(h, None, *args),) * 2, h, None, policy)
+        h, skips = layers.scan_stack(
+            self.in_blocks, lambda blk, h, _: (blk(h, None, *args),) * 2, h, None, policy, self.cfg.scan_unroll
+        )
         h = self.mid_block(h, None, *args)
         h, _ = layers.scan_stack(
-            self.out_blocks, lambda blk, h, skip: (blk(h, skip, *args), None), h, jnp.flip(skips, axis=0), policy
+            self.out_blocks,
+            lambda blk, h, skip: (blk(h, skip, *args), None),
+            h,
+            jnp.flip(skips, axis=0),
+            policy,
+            self.cfg.scan_unroll,
         )
         shift, scale = jnp.split(self.time_ada_final(time_silu), 2, axis=-1)
         return self.final_block(h, shift, scale).astype(jnp.float32)

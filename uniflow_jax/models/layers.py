@@ -287,9 +287,11 @@ def scan_stack(
     carry: Any,
     xs: Any = None,
     remat_policy: Callable | None = None,
+    unroll: int = 1,
 ) -> tuple[Any, Any]:
     """Runs ``body(layer, carry, x) -> (carry, y)`` over the layers of a stacked module with ``lax.scan``
-    (one traced layer whatever the depth), optionally rematerialised with ``remat_policy``."""
+    (one traced layer whatever the depth), optionally rematerialised with ``remat_policy``; ``unroll``
+    layers per loop iteration (XLA's cost analysis counts a loop body once, so FLOP cross-checks unroll)."""
     graphdef, state = nnx.split(stack)
 
     def step(carry, inputs):
@@ -298,4 +300,4 @@ def scan_stack(
 
     if remat_policy is not None:
         step = jax.checkpoint(step, policy=remat_policy)
-    return jax.lax.scan(step, carry, (state, xs))
+    return jax.lax.scan(step, carry, (state, xs), unroll=unroll)

@@ -1,0 +1,286 @@
+"""How fast and how efficient: ``python -m uniflow_jax.benchmark --config configs/<name>.py [--json OUT]``.
+
+Figures, each measured in this run (median of ``--repeats`` timed calls after a warm-up call):
+
+* ``reference``: the FLOP/s every ratio is quoted against — the chip's bf16 peak from the table on TPU/GPU,
+  a measured float32 2048² matmul on CPU (where no data-sheet peak applies);
+* ``train``: one backbone train step (DiT forward + backward + AdamW, state donated) of the config's DiT on
+  ``--train_batch`` × ``--train_frames`` latent frames: step time, samples/s, latent frames/s, analytic FLOPs
+  (adaLN once per sample) beside XLA's cost analysis, TFLOP/s per device, MFU, compile time, memory;
+* ``sampler``: text-to-audio of ``--sampler_seconds`` of audio, ``--sampler_steps`` steps, guidance on and off:
+  time to first audio (compile included), steady real-time factor, backbone calls per request, the time and
+  FLOP/s of one backbone call and of the VAE decode, and batch throughput;
+* ``scaling``: the train step on each mesh of ``--meshes`` (on simulated CPU devices this checks overhead,
+  not speed-up).
+
+Input-pipeline throughput has its own command: ``python -m uniflow_jax.data.benchmark``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import flags
+from flax import nnx
+from ml_collections import config_flags
+
+from uniflow_jax import cli, config_lib, generate, nnx_utils, parallel
+from uniflow_jax.models import dit, uniflow
+from uniflow_jax.training import flops
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of ``fn()`` (results blocked on) after one untimed call."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def reference_flops() -> tuple[float, str]:
+    device = jax.devices()[0]
+    peak = flops.device_peak_flops(device)
+    if peak is not None:
+        return peak, f"{device.device_kind} bf16 peak (table)"
+    return flops.measure_matmul_flops(), "measured float32 2048x2048 matmul"
+
+
+def _memory(compiled: Any) -> dict[str, float]:
+    try:
+        analysis = compiled.memory_analysis()
+    except Exception:  # not every backend reports it
+        return {}
+    if analysis is None:
+        return {}
+    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+    return {f"{name[: -len('_size_in_bytes')]}_gib": getattr(analysis, name, 0) / 2**30 for name in fields}
+
+
+def bench_train(
+    config: ml_collections.ConfigDict, mesh_shape: Sequence[int], batch: int, frames: int, context: int, repeats: int
+) -> dict[str, Any]:
+    """The backbone train step on a mesh: model FLOPs vs time."""
+    cfg = config_lib.dit_config(config)
+    mesh, rules = parallel.make_mesh(mesh_shape), config_lib.mesh_rules(config)
+    tx = optax.adamw(1e-4, weight_decay=0.01)
+    with jax.set_mesh(mesh), parallel.axis_rules(rules):
+        graphdef, params = nnx_utils.create_sharded(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0)), mesh, rules)
+        opt_state = jax.jit(tx.init)(params)
+        keys = jax.random.split(jax.random.key(1), 4)
+        shapes = {"x": (frames, cfg.latent_dim), "ta": (frames, cfg.ta_context_dim), "ctx": (context, cfg.context_dim),
+                  "target": (frames, cfg.latent_dim)}  # fmt: skip
+        inputs = {k: jax.random.normal(key, (batch, *s)) for (k, s), key in zip(shapes.items(), keys, strict=True)}
+        inputs["t"] = jnp.linspace(1.0, 999.0, batch)
+        inputs = jax.device_put(inputs, {k: parallel.batch_sharding(mesh, v.ndim, rules) for k, v in inputs.items()})
+
+        def make_step(module_def: nnx.GraphDef) -> Callable:
+            def loss_fn(p, b):
+                masks = jnp.ones((batch, frames), bool), jnp.ones((batch, context), bool)
+                v = nnx.merge(module_def, p)(b["x"], b["t"], b["ta"], b["ctx"], *masks)
+                return jnp.mean((v - b["target"]) ** 2)
+
+            def step(p, o, b):
+                loss, grads = jax.value_and_grad(loss_fn)(p, b)
+                updates, o = tx.update(grads, o, p)
+                return optax.apply_updates(p, updates), o, loss
+
+            return step
+
+        start = time.perf_counter()
+        compiled = jax.jit(make_step(graphdef), donate_argnums=(0, 1)).lower(params, opt_state, inputs).compile()
+        compile_s = time.perf_counter() - start
+        state = [params, opt_state]
+
+        def run():
+            state[0], state[1], loss = compiled(state[0], state[1], inputs)
+            return loss
+
+        seconds = timed(run, repeats)
+        # XLA counts a scan body once: cross-check on the same step with the layer stacks unrolled.
+        unrolled = dataclasses.replace(cfg, scan_unroll=cfg.depth // 2)
+        unrolled_def = nnx.graphdef(nnx.eval_shape(lambda: dit.DiT(unrolled, rngs=nnx.Rngs(0))))
+        xla = flops.xla_flops(jax.jit(make_step(unrolled_def)).lower(*state, inputs).compile())
+    analytic = flops.train_step_flops(cfg, batch, frames, context)
+    devices = mesh.devices.size
+    return {
+        "mesh": list(mesh.devices.shape),
+        "batch": batch,
+        "frames": frames,
+        "step_s": seconds,
+        "samples_per_s": batch / seconds,
+        "latent_frames_per_s": batch * frames / seconds,
+        "analytic_tflop_per_step": analytic / 1e12,
+        "xla_tflop_per_step": None if xla is None else xla * devices / 1e12,
+        "tflops_per_device": analytic / seconds / devices / 1e12,
+        "compile_s": compile_s,
+        **_memory(compiled),
+    }
+
+
+@dataclasses.dataclass
+class _RandomModel:
+    """The config's complete model with random weights (frozen VAE and T5 too) on one device."""
+
+    config: ml_collections.ConfigDict
+
+    def __post_init__(self):
+        self.cfg = config_lib.uniflow_config(self.config)
+        model = nnx.split(uniflow.UniFlow(self.cfg, rngs=nnx.Rngs(0)))
+        frozen = nnx.split(uniflow.FrozenEncoders(self.cfg, rngs=nnx.Rngs(1)))
+        self.generator = generate.Generator(self.cfg, model, frozen)
+        self.model, self.frozen = model, frozen
+
+    def t2a_request(self, seed: int) -> dict:
+        rng = np.random.default_rng(seed)
+        return {"task": "text_to_audio", "text_ids": rng.integers(3, self.cfg.t5.vocab_size, 12).astype(np.int32),
+                "instruction": rng.standard_normal((16, self.cfg.t5.d_model)).astype(np.float32)}  # fmt: skip
+
+
+def bench_sampler(
+    config: ml_collections.ConfigDict, seconds: float, steps: int, batches: Sequence[int], repeats: int
+) -> dict[str, Any]:
+    model = _RandomModel(config)
+    cfg, rate = model.cfg, config.model.sample_rate
+    frames = round(seconds * rate / cfg.vae.hop_length)
+    out: dict[str, Any] = {"audio_seconds": seconds, "steps": steps, "latent_frames": frames}
+    for guidance in (5.0, 1.0):
+        key = f"guidance_{guidance:g}"
+        request = [model.t2a_request(0)]
+        call = lambda g=guidance, r=request: model.generator(r, num_steps=steps, guidance_scale=g, frames=[frames])  # noqa: E731
+        start = time.perf_counter()
+        wave = call()[0]
+        first = time.perf_counter() - start
+        steady = timed(call, max(1, repeats // 2))
+        out[key] = {"time_to_first_audio_s": first, "steady_s": steady, "real_time_factor": steady / seconds,
+                    "samples": len(wave)}  # fmt: skip
+    # Components: one backbone call (doubled batch under guidance) and the VAE decode, per batch size.
+    size = generate.bucket(frames)
+    graphdef, state = model.model
+    frozen_def, frozen_state = model.frozen
+    backbone = jax.jit(lambda s, x, t, ta, ctx, m, cm: nnx.merge(graphdef, s).backbone(x, t, ta, ctx, m, cm))
+    decode = jax.jit(lambda s, z: nnx.merge(frozen_def, s).vae.decode(z))
+    for b in batches:
+        cfg_b = 2 * b  # guidance doubles the batch
+        x, ta = jnp.zeros((cfg_b, size, cfg.dit.latent_dim)), jnp.zeros((cfg_b, size, cfg.content_dim))
+        ctx, masks = (
+            jnp.zeros((cfg_b, 16, cfg.content_dim)),
+            (jnp.ones((cfg_b, size), bool), jnp.ones((cfg_b, 16), bool)),
+        )
+        args = (x, jnp.full((cfg_b,), 500.0), ta, ctx, *masks)
+        call_s = timed(lambda a=args: backbone(state, *a), repeats)
+        z = jnp.zeros((b, size, cfg.vae.latent_dim))
+        decode_s = timed(lambda z=z: decode(frozen_state, z), repeats)
+        decode_flops = flops.xla_flops(decode.lower(frozen_state, z).compile())
+        call_flops = flops.dit_forward_flops(cfg.dit, cfg_b, size, 16)
+        request_s = steps * call_s + decode_s
+        out[f"batch_{b}"] = {
+            "backbone_call_s": call_s,
+            "backbone_tflops": call_flops / call_s / 1e12,
+            "vae_decode_s": decode_s,
+            "vae_decode_tflops": None if decode_flops is None else decode_flops / decode_s / 1e12,
+            "request_s_from_components": request_s,
+            "audio_seconds_per_s": b * seconds / request_s,
+        }
+    out["backbone_calls_per_request"] = steps
+    return out
+
+
+def _define_flags() -> None:
+    config_flags.DEFINE_config_file("config", None, "Experiment config (its model sizes are benchmarked).")
+    flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
+    flags.DEFINE_list("parts", ["train", "sampler", "scaling"], "What to measure: train, sampler, scaling.")
+    flags.DEFINE_integer("repeats", 5, "Timed calls per figure (median).")
+    flags.DEFINE_integer("train_batch", 8, "Train step: batch size.")
+    flags.DEFINE_integer("train_frames", 250, "Train step: latent frames per sample (50 per second).")
+    flags.DEFINE_integer("context_len", 64, "Cross-attention context tokens.")
+    flags.DEFINE_float("sampler_seconds", 10.0, "Sampler: seconds of audio per request.")
+    flags.DEFINE_integer("sampler_steps", 25, "Sampler: Euler steps.")
+    flags.DEFINE_list("sampler_batches", ["1", "8"], "Sampler: batch sizes for the component figures.")
+    flags.DEFINE_list("meshes", ["8,1,1", "2,2,2", "1,8,1"], "Scaling: (data,fsdp,tensor) meshes to run.")
+
+
+def _ratio(tflops: float | None, reference: float) -> float | None:
+    return None if tflops is None else tflops * 1e12 / reference
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    values = flags.FLAGS
+    config = values.config
+    if config is None:
+        raise flags.ValidationError("usage: python -m uniflow_jax.benchmark --config configs/<name>.py")
+    reference, source = reference_flops()
+    report: dict[str, Any] = {
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "device_kind": jax.devices()[0].device_kind,
+        "reference_tflops": reference / 1e12,
+        "reference": source,
+        "dit": config.model.dit.to_dict(),
+    }
+    print(f"reference: {reference / 1e12:.3f} TFLOP/s ({source}) on {jax.device_count()} x {report['device_kind']}")
+    if "train" in values.parts:
+        train = bench_train(
+            config, (1, 1, 1), values.train_batch, values.train_frames, values.context_len, values.repeats
+        )
+        train["fraction_of_reference"] = _ratio(train["tflops_per_device"], reference)
+        report["train"] = train
+        xla = train["xla_tflop_per_step"]
+        print(f"train step: {train['step_s'] * 1e3:.1f} ms, {train['samples_per_s']:.1f} samples/s, "
+              f"{train['latent_frames_per_s']:.0f} frames/s, {train['tflops_per_device']:.3f} TFLOP/s "
+              f"= {train['fraction_of_reference']:.0%} of reference; FLOPs/step analytic "
+              f"{train['analytic_tflop_per_step']:.4f} T, XLA {xla if xla is None else round(xla, 4)} T; "
+              f"compile {train['compile_s']:.1f} s")  # fmt: skip
+    if "sampler" in values.parts:
+        batches = [int(b) for b in values.sampler_batches]
+        sampler = bench_sampler(config, values.sampler_seconds, values.sampler_steps, batches, values.repeats)
+        report["sampler"] = sampler
+        for key in ("guidance_5", "guidance_1"):
+            s = sampler[key]
+            print(f"sampler {key}: first audio {s['time_to_first_audio_s']:.2f} s, steady {s['steady_s']:.2f} s "
+                  f"(RTF {s['real_time_factor']:.3f}) for {values.sampler_seconds:g} s of audio, "
+                  f"{sampler['backbone_calls_per_request']} backbone calls")  # fmt: skip
+        for b in batches:
+            s = sampler[f"batch_{b}"]
+            s["backbone_fraction_of_reference"] = _ratio(s["backbone_tflops"], reference)
+            s["vae_fraction_of_reference"] = _ratio(s["vae_decode_tflops"], reference)
+            backbone, vae_share = s["backbone_fraction_of_reference"], s["vae_fraction_of_reference"] or 0.0
+            print(f"  batch {b}: backbone call {s['backbone_call_s'] * 1e3:.1f} ms ({backbone:.0%} of reference), "
+                  f"VAE decode {s['vae_decode_s'] * 1e3:.1f} ms ({vae_share:.0%}), "
+                  f"{s['audio_seconds_per_s']:.2f} s of audio per s")  # fmt: skip
+    if "scaling" in values.parts:
+        report["scaling"] = []
+        for mesh in values.meshes:
+            shape = tuple(int(x) for x in mesh.split(","))
+            if int(np.prod(shape)) > jax.device_count():
+                print(f"scaling {mesh}: skipped ({jax.device_count()} devices)")
+                continue
+            row = bench_train(
+                config, shape, values.train_batch, values.train_frames, values.context_len, values.repeats
+            )
+            report["scaling"].append(row)
+            print(
+                f"scaling mesh {mesh}: step {row['step_s'] * 1e3:.1f} ms, {row['tflops_per_device']:.3f} TFLOP/s/device"
+            )
+    if values.json:
+        with open(values.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {values.json}")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    cli.run(main)
