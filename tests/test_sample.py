@@ -19,7 +19,7 @@ from absl import flags
 from flax import nnx
 
 from uniflow_jax import config_lib, instructions, parallel, sample
-from uniflow_jax.frontends import text
+from uniflow_jax.frontends import text, video
 from uniflow_jax.models import uniflow
 from uniflow_jax.training import checkpoint, optimizer
 from uniflow_jax.training import state as train_state
@@ -28,11 +28,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 HOP = 480
 
 
-def _write_video(path: pathlib.Path, seconds: float = 1.2, fps: int = 25) -> None:
+def _write_video(path: pathlib.Path, seconds: float = 1.2, fps: int = 25, codec: str = "mpeg4") -> None:
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i in range(int(seconds * fps)):
             image = np.zeros((48, 64, 3), np.uint8)
@@ -51,6 +51,7 @@ def inputs(tmp_path_factory):
     sf.write(d / "low.flac", rng.uniform(-0.3, 0.3, (8000, 2)).astype(np.float32), 8000)  # stereo 8 kHz
     np.save(d / "xvector.npy", rng.standard_normal(256).astype(np.float32))
     _write_video(d / "clip.mp4")
+    (d / "pinyin.txt").write_text("| ni | n i |\n| hao | h ao |\n", encoding="utf-8")  # an M4Singer table's lines
     return d
 
 
@@ -92,18 +93,68 @@ def test_every_task_produces_audio(model, inputs, task):
         assert request["video"].shape == (12, model.cfg.video_dim)
 
 
-def test_cli_end_to_end_writes_24khz_wav(tmp_path):
-    out = tmp_path / "tts.wav"
+# The original CLI's word-level inputs: English text, and a music score with its pinyin table.
+CLI_CASES = {
+    "tts": ["--transcript", "Hello, zyloph world 2!", "--speaker_embedding", "{d}/xvector.npy"],
+    "svs": ["--music_score", "AP你好<sep>rest | C4 | D4 E4<sep>0.2 | 0.4 | 0.3 0.3", "--pinyin_table",
+            "{d}/pinyin.txt", "--singer", "Alto-2"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", list(CLI_CASES))
+def test_cli_end_to_end_writes_24khz_wav(inputs, tmp_path, task):
+    out = tmp_path / f"{task}.wav"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     result = subprocess.run(
-        [sys.executable, "-m", "uniflow_jax.sample", "tts", "--config", str(REPO / "configs/tiny.py"),
-         "--phonemes", "HH AH0 L OW1", "--num_steps", "3", "--output", str(out)],
+        [sys.executable, "-m", "uniflow_jax.sample", task, "--config", str(REPO / "configs/tiny.py"),
+         *[a.format(d=inputs) for a in CLI_CASES[task]], "--num_steps", "3", "--output", str(out)],
         capture_output=True, text=True, env=env, cwd=REPO,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "real-time factor" in result.stdout and "RANDOM weights" in result.stdout
     info = sf.info(str(out))
     assert info.samplerate == 24000 and info.channels == 1 and info.frames % HOP == 0
+
+
+def test_word_level_inputs_become_the_model_inputs(model, inputs):
+    tts = sample.build_sample(sample.tasks.get("tts"), {"transcript": "Hello world."}, model).sample
+    assert list(tts["phoneme"]) == list(sample.symbols.tts_phone_ids("<eps> HH AH0 L OW1 W ER1 L D <eps>"))
+    fields = {"music_score": "AP你好<sep>rest | C4 | D4 E4<sep>0.2 | 0.4 | 0.3 0.3", "singer": "Alto-2"}
+    with pytest.raises(ValueError, match="needs the pinyin table: give --pinyin_table"):
+        sample.build_sample(sample.tasks.get("svs"), fields, model)  # neither the flag nor a checkpoint's table
+    svs = sample.build_sample(sample.tasks.get("svs"), {**fields, "pinyin_table": str(inputs / "pinyin.txt")}, model)
+    assert list(svs.sample["score_phoneme"]) == list(sample.symbols.svs_phone_ids("<AP> n i h ao ao"))
+    assert list(svs.sample["midi"]) == [0, 60, 60, 62, 62, 64] and list(svs.sample["is_slur"]) == [0, 0, 0, 0, 0, 1]
+    np.testing.assert_allclose(svs.sample["midi_duration"], [0.2, 0.4, 0.4, 0.3, 0.3, 0.3])
+    assert svs.sample["singer"] == sample.symbols.singer_id("Alto-2")
+
+
+def test_se_and_sr_keep_the_exact_length_of_a_44khz_stereo_input(model, tmp_path):
+    path = tmp_path / "cd.wav"
+    sf.write(path, np.random.default_rng(3).uniform(-0.3, 0.3, (30000, 2)).astype(np.float32), 44100)  # 0.68 s
+    sr = sample.build_sample(sample.tasks.get("sr"), {"low_sr_audio": str(path)}, model)
+    se = sample.build_sample(sample.tasks.get("se"), {"noisy_speech": str(path)}, model)
+    (wave,) = model.generate([se], num_steps=2, guidance_scale=1.0, seed=0)
+    assert len(wave) == sr.samples == 16327  # ceil(30000 · 24000 / 44100): the input's length at 24 kHz
+
+
+@pytest.mark.parametrize("suffix, codec, copied", [(".mp4", "mpeg4", True), (".webm", "libvpx", False)])
+def test_v2a_writes_the_video_with_the_generated_sound(tmp_path, suffix, codec, copied):
+    import av
+
+    clip = tmp_path / f"clip{suffix}"
+    _write_video(clip, seconds=1.2, codec=codec)
+    wave = np.sin(np.arange(3 * 24000) * 0.05).astype(np.float32) * 0.3  # 3 s: longer than the video
+    written = sample.write_outputs(sample.tasks.get("v2a"), {"video": str(clip)}, wave, tmp_path / "out.wav", 24000)
+    assert written == [tmp_path / "out.wav", tmp_path / "out.mp4"]
+    assert sf.info(str(tmp_path / "out.wav")).frames == len(wave)
+    assert video.mux_audio(clip, wave, 24000, tmp_path / "again.mp4") is copied  # mp4 cannot hold VP8
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        picture, sound = container.streams.video[0], container.streams.audio[0]
+        assert picture.codec_context.name == ("mpeg4" if copied else "h264")
+        assert sum(1 for _ in container.decode(picture)) == 30  # every frame of the 1.2 s at 25 fps
+        assert (sound.codec_context.name, sound.rate, sound.channels) == ("aac", 24000, 1)
+        assert float(sound.duration * sound.time_base) == pytest.approx(1.2, abs=0.05)  # cut to the video
 
 
 def test_bad_inputs_are_named():
@@ -191,26 +242,31 @@ def test_workdir_cli_se_keeps_the_input_length(run, tmp_path):
 
 
 def test_workdir_batch_of_every_task(run, inputs, tmp_path):
+    import av
+
     rng = np.random.default_rng(2)
     np.save(tmp_path / "spk.npy", rng.standard_normal(256).astype(np.float32))
-    np.save(tmp_path / "frames.npy", rng.standard_normal((7, 32)).astype(np.float32))
+    np.save(tmp_path / "frames.npy", rng.standard_normal((12, 32)).astype(np.float32))  # as long as clip.mp4
     sf.write(tmp_path / "low.wav", rng.uniform(-0.3, 0.3, 9000).astype(np.float32), 12000)  # 0.75 s
     requests = [
         {"id": "dog", "task": "t2a", "caption": "a dog barks twice", "duration": 0.5},
         {"id": "dog2", "task": "text_to_audio", "caption": "a dog barks", "instruction_idx": 3},
         {"id": "piano", "task": "t2m", "caption": "a slow piano melody", "instruction": "Compose calm music."},
         {"id": "hello", "task": "tts", "phonemes": "HH AH0 L OW1", "speaker_embedding": "spk.npy"},
+        {"id": "text", "task": "tts", "transcript": "Hello there, world."},
         {"id": 7, "task": "svs", "score_phonemes": ["n", "i", "h", "ao"], "score_notes": "C4 C4 D4 rest",
          "score_durations": [0.3, 0.3, 0.4, 0.2], "singer": "Tenor-2"},
+        {"id": "song", "task": "svs", "music_score": "你好<sep>C4 | D4 E4<sep>0.3 | 0.2 0.2"},
         {"id": "noisy", "task": "se", "noisy_speech": str(inputs / "noisy.wav")},
         {"id": "low", "task": "sr", "low_sr_audio": "low.wav"},
         {"id": "clip", "task": "v2a", "video_features": "frames.npy"},
+        {"id": "film", "task": "v2a", "video": str(inputs / "clip.mp4")},
     ]  # fmt: skip
     jsonl = tmp_path / "requests.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in requests) + "\n")
     out = tmp_path / "out"
     stdout = _run_cli("--workdir", run.workdir, "--checkpoint_kind", "latest", "--batch", jsonl, "--out_dir", out,
-                      "--batch_size", 2, "--num_steps", 2)  # fmt: skip
+                      "--batch_size", 2, "--num_steps", 2, "--pinyin_table", inputs / "pinyin.txt")  # fmt: skip
     assert "step 2 (latest, EMA)" in stdout
     lengths = {}
     for r in requests:
@@ -220,8 +276,11 @@ def test_workdir_batch_of_every_task(run, inputs, tmp_path):
     assert lengths["dog"] == 12000  # the duration
     assert lengths["noisy"] == 24000 and lengths["low"] == 18000  # SE/SR: exactly the input's length
     assert all(n % HOP == 0 for key, n in lengths.items() if key not in ("dog", "noisy", "low"))  # predicted lengths
-    for short in ("t2a", "t2m", "tts", "svs", "se", "sr", "v2a"):
-        assert any(line.split()[:2] == [short, "2" if short == "t2a" else "1"] for line in stdout.splitlines())
+    with av.open(str(out / "v2a/film.mp4")) as container:  # the input video, with the generated sound
+        assert len(container.streams.video) == len(container.streams.audio) == 1
+    counts = {"t2a": 2, "t2m": 1, "tts": 2, "svs": 2, "se": 1, "sr": 1, "v2a": 2}
+    for short, count in counts.items():
+        assert any(line.split()[:2] == [short, str(count)] for line in stdout.splitlines())
 
 
 @pytest.mark.parametrize(
@@ -234,6 +293,13 @@ def test_workdir_batch_of_every_task(run, inputs, tmp_path):
         ('{"id": "a", "task": "t2a", "captoin": "x"}', "unknown key\\(s\\) captoin"),
         ('{"id": "a", "task": "t2a"}', "t2a needs caption"),
         ('{"id": "a", "task": "v2a"}', "v2a needs video or video_features"),
+        (
+            '{"id": "a", "task": "svs", "score_notes": "C4"}',
+            "svs needs music_score or score_phonemes \\+ score_notes \\+ score_durations",
+        ),
+        ('{"id": "a", "task": "tts", "transcript": "hi", "phonemes": "AH0"}', "tts needs transcript or phonemes, not"),
+        ('{"id": "a", "task": "tts", "transcript": "hi", "ref_speaker_speech": "r.wav"}', "ref_speaker_speech needs"),
+        ('{"id": "a", "task": "svs", "music_score": "ni<sep>C4"}', "a music score is 'lyrics<sep>notes<sep>durat"),
         ('{"id": "a", "task": "t2a", "caption": "x", "duration": "long"}', "duration must be a number"),
         ('{"id": "a", "task": "tts", "phonemes": "AH0", "instruction_idx": 10}', "instruction_idx must be 0..9"),
         ('{"id": "../a", "task": "t2a", "caption": "x"}', "id must be .* usable as a file name"),
@@ -257,3 +323,18 @@ def test_request_lines_are_normalised(tmp_path):
     assert svs.fields == {"score_phonemes": "n i", "score_notes": "C4 D4", "score_durations": "0.5 1",
                           "instruction_idx": 2}  # fmt: skip
     assert tts.fields["speaker_embedding"] == str(tmp_path / "sub/x.npy")  # relative to the jsonl's folder
+
+
+def test_request_lines_take_the_shared_flags_unless_they_set_them(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    lines = [
+        {"id": "a", "task": "tts", "transcript": "Hi.", "ref_speaker_speech": "ref.wav"},
+        {"id": "b", "task": "svs", "music_score": "ni<sep>C4<sep>1", "pinyin_table": "mine.txt"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(ValueError, match=f"{path}:1: ref_speaker_speech needs speaker_model"):
+        sample.read_requests(path)
+    tts, svs = sample.read_requests(path, {"speaker_model": "/m/spk.onnx", "pinyin_table": "/m/table.txt"})
+    assert tts.fields == {"transcript": "Hi.", "ref_speaker_speech": str(tmp_path / "ref.wav"),
+                          "speaker_model": "/m/spk.onnx", "pinyin_table": "/m/table.txt"}  # fmt: skip
+    assert svs.fields["pinyin_table"] == str(tmp_path / "mine.txt")  # the line's own, relative to the jsonl

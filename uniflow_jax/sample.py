@@ -5,24 +5,33 @@ One request: ``python -m uniflow_jax.sample TASK [inputs] --workdir RUN --output
 TASK is t2a, t2m, tts, svs, se, sr or v2a (or the long ids). Inputs follow the original CLI:
 
     t2a/t2m  --caption "a dog barks twice" [--duration SECONDS]
-    tts      --phonemes "HH AH0 L OW1" --speaker_embedding xvector.npy
-    svs      --score_phonemes "n i h ao" --score_notes "C4 C4 D4 D4" --score_durations "0.3 0.3 0.4 0.4"
-             [--score_slurs "0 0 0 0"] --singer Alto-1
+    tts      --transcript "Hello world." (or --phonemes "HH AH0 L OW1")
+             [--ref_speaker_speech ref.wav --speaker_model speaker.onnx | --speaker_embedding xvector.npy]
+    svs      --music_score "AP你好<sep>rest | C4 | D4 E4<sep>0.2 | 0.4 | 0.3 0.3" [--pinyin_table TABLE]
+             (or --score_phonemes "n i h ao" --score_notes "C4 C4 D4 D4" --score_durations "0.3 0.3 0.4 0.4"
+             [--score_slurs "0 0 0 0"]) --singer Alto-1
     se       --noisy_speech noisy.wav          sr  --low_sr_audio low.wav
     v2a      --video clip.mp4 (or --video_features frames.npy)
     every task: --instruction TEXT | --instruction_idx K, --guidance_scale, --num_steps, --seed
+
+Front ends (``uniflow_jax.frontends``): a transcript becomes ARPAbet phones through the CMU dictionary and
+letter-to-sound rules (``g2p``); reference speech becomes an x-vector through a user-supplied ONNX speaker model
+(``speaker``; without one, a zero x-vector); a music score is expanded per phone with the checkpoint folder's
+pinyin table, or ``--pinyin_table`` (``score``). V2A from a video file also writes ``<output stem>.mp4``: the
+input video with the generated sound (``video.mux_audio``).
 
 Many requests: ``python -m uniflow_jax.sample --workdir RUN --batch requests.jsonl --out_dir OUT [--batch_size 8]``
 
 One JSON object per line, ``{"id": "a1", "task": "tts", "phonemes": "HH AH0 L OW1", ...}``, the other keys
 named like the flags above (word lists may also be JSON lists; relative paths are relative to the jsonl
-file's folder). Requests are grouped by task, ordered by their expected length (so that a batch shares one
+file's folder; ``--speaker_model`` and ``--pinyin_table`` given on the command line apply to every line that
+does not set them). Requests are grouped by task, ordered by their expected length (so that a batch shares one
 length bucket) and generated ``--batch_size`` at a time (batch k of a task uses noise seed ``--seed`` + k);
-``OUT/<task>/<id>.wav`` (24 kHz mono) is written for each, and a summary per task is printed (count, seconds
-of audio, wall time, real-time factor = wall time / audio time, compilation included). ``--num_steps``,
-``--guidance_scale`` and ``--seed`` apply to every request; unset, the task's defaults (25 steps; guidance 5,
-SE/SR 1). A malformed line (bad JSON, unknown task or key, a missing input) stops the run before any
-generation, naming ``file:line``.
+``OUT/<task>/<id>.wav`` (24 kHz mono) is written for each (and ``OUT/v2a/<id>.mp4`` for a video), and a
+summary per task is printed (count, seconds of audio, wall time, real-time factor = wall time / audio time,
+compilation included). ``--num_steps``, ``--guidance_scale`` and ``--seed`` apply to every request; unset, the
+task's defaults (25 steps; guidance 5, SE/SR 1). A malformed line (bad JSON, unknown task or key, a missing
+input) stops the run before any generation, naming ``file:line``.
 
 Weights: ``--workdir`` is a run of ``python -m uniflow_jax.train`` (objective "uniflow"). Its config comes from
 ``RUN/config.json``; its params from the best checkpoint by validation (``RUN/best``, EMA when the run kept
@@ -64,7 +73,7 @@ from tqdm import tqdm
 from uniflow_jax import cli, config_lib, instructions, parallel, tasks
 from uniflow_jax.data import audio
 from uniflow_jax.data.collate import NUM_INSTRUCTIONS
-from uniflow_jax.frontends import symbols, text
+from uniflow_jax.frontends import g2p, score, speaker, symbols, text
 from uniflow_jax.generate import Generator, task_defaults
 from uniflow_jax.models import uniflow
 from uniflow_jax.training import checkpoint
@@ -80,11 +89,16 @@ flags.DEFINE_string("batch", None, "A jsonl file of requests (one JSON object pe
 flags.DEFINE_string("out_dir", None, "--batch: output folder (OUT/<task>/<id>.wav).")
 flags.DEFINE_integer("batch_size", 8, "--batch: requests generated together.", lower_bound=1)
 flags.DEFINE_string("task", None, "Task (or give it as the first argument): t2a t2m tts svs se sr v2a.")
-flags.DEFINE_string("output", None, "Output wav (default: <task>.wav).")
+flags.DEFINE_string("output", None, "Output wav (default: <task>.wav); V2A from --video adds <stem>.mp4.")
 flags.DEFINE_string("caption", None, "T2A/T2M caption.")
 flags.DEFINE_float("duration", None, "T2A/T2M: seconds to generate instead of the predicted length.")
+flags.DEFINE_string("transcript", None, "TTS: English text (instead of --phonemes).")
 flags.DEFINE_string("phonemes", None, "TTS: ARPAbet phones with stress, space separated.")
 flags.DEFINE_string("speaker_embedding", None, "TTS: speaker x-vector (.npy, 256 values).")
+flags.DEFINE_string("ref_speaker_speech", None, "TTS: reference speech of the speaker (needs --speaker_model).")
+flags.DEFINE_string("speaker_model", None, "TTS: ONNX speaker model, fbank (B, T, 80) -> x-vector (e.g. WeSpeaker).")
+flags.DEFINE_string("music_score", None, "SVS: 'lyrics<sep>notes<sep>durations', notes and durations per word by |.")
+flags.DEFINE_string("pinyin_table", None, "SVS --music_score: m4singer_pinyin2ph.txt (default: the checkpoint's).")
 flags.DEFINE_string("score_phonemes", None, "SVS: M4Singer phones, space separated.")
 flags.DEFINE_string("score_notes", None, "SVS: one note per phone (C4, G#3, rest).")
 flags.DEFINE_string("score_durations", None, "SVS: note duration in seconds per phone.")
@@ -102,10 +116,13 @@ flags.DEFINE_integer("seed", 0, "Random seed of the noise (and of the weights of
 
 # The inputs of one request: flags of the command line, keys of a --batch line.
 WORD_FIELDS = ("phonemes", "score_phonemes", "score_notes", "score_durations", "score_slurs")  # or JSON lists
-TEXT_FIELDS = ("caption", "singer", "instruction")
-PATH_FIELDS = ("speaker_embedding", "noisy_speech", "low_sr_audio", "video", "video_features")
+TEXT_FIELDS = ("caption", "transcript", "music_score", "singer", "instruction")
+PATH_FIELDS = ("speaker_embedding", "ref_speaker_speech", "speaker_model", "pinyin_table", "noisy_speech",
+               "low_sr_audio", "video", "video_features")  # fmt: skip
 FIELDS = (*TEXT_FIELDS, *WORD_FIELDS, *PATH_FIELDS, "duration", "instruction_idx")
+SHARED_FIELDS = ("speaker_model", "pinyin_table")  # with --batch, the flags apply to every line lacking them
 DEFAULTS = {"singer": "Alto-1", "instruction_idx": 0}
+PINYIN_TABLE = "svs/m4singer_pinyin2ph.txt"  # where a release checkpoint folder keeps it
 TASK_ORDER = ("t2a", "t2m", "tts", "svs", "se", "sr", "v2a")
 
 
@@ -123,10 +140,13 @@ class LoadedModel:
         self,
         config: ml_collections.ConfigDict,
         load: Callable[[Callable[[], nnx.Module], train_state.TrainState], tuple[dict, int | None, str]],
+        resource_dir: pathlib.Path | None = None,
     ):
         """``load(make, shardings)``: (the params of ``make()``'s module placed on ``shardings.params``, their
-        checkpoint step or None, a description of the weights)."""
+        checkpoint step or None, a description of the weights). ``resource_dir``: the checkpoint folder's
+        front-end files (``svs/m4singer_pinyin2ph.txt``), or None."""
         self.config = config
+        self.resource_dir = resource_dir
         self.cfg = config_lib.uniflow_config(config)
         self.clip_cfg = config_lib.clip_config(config)
         self.mesh = parallel.make_mesh(config.mesh.shape)
@@ -211,6 +231,17 @@ class LoadedModel:
             return instructions.select(self._bank, task.id, index)
         return self.encode_text(tasks.instructions()[task.id][index])
 
+    def pinyin_table(self, path: str | pathlib.Path | None = None) -> dict[str, list[str]]:
+        """The SVS pinyin → phones table: ``path``, else the one in :attr:`resource_dir`."""
+        if path is None and self.resource_dir is not None:
+            path = self.resource_dir / PINYIN_TABLE
+        if path is None:
+            raise ValueError(
+                "a music score needs the pinyin table: give --pinyin_table m4singer_pinyin2ph.txt (a release "
+                f"checkpoint folder has it as {PINYIN_TABLE})"
+            )
+        return score.read_pinyin_table(path)
+
     def caption_ids(self, caption: str) -> np.ndarray:
         if self.tokenizer is None:
             raise ValueError("the run has no data.tokenizer: captions (t2a, t2m) cannot be tokenised")
@@ -254,22 +285,32 @@ class Request:
     samples: int | None = None
 
 
-def _required(task: tasks.Task) -> list[tuple[str, ...]]:
-    """The inputs a task needs (each entry: any one of these fields)."""
+def _content_inputs(task: tasks.Task) -> list[tuple[str, ...]]:
+    """The ways to give a task's content, one of them exactly: each, the fields that together make it."""
     return {
         "text": [("caption",)],
-        "phoneme": [("phonemes",)],
-        "score": [("score_phonemes",), ("score_notes",), ("score_durations",)],
+        "phoneme": [("transcript",), ("phonemes",)],
+        "score": [("music_score",), ("score_phonemes", "score_notes", "score_durations")],
         "audio": [("noisy_speech",) if task.short == "se" else ("low_sr_audio",)],
-        "video": [("video", "video_features")],
+        "video": [("video",), ("video_features",)],
     }[task.content]
 
 
 def check_fields(task: tasks.Task, fields: Mapping[str, Any]) -> None:
-    """Raises ``ValueError`` when an input the task needs is missing or a value is out of range."""
-    for names in _required(task):
-        if not any(fields.get(name) for name in names):
-            raise ValueError(f"{task.short} needs {' or '.join(names)}")
+    """Raises ``ValueError`` when the task's input is missing, given twice or malformed, or a value is out of
+    range."""
+    ways = _content_inputs(task)
+    given = [way for way in ways if any(fields.get(name) for name in way)]
+    if len(given) != 1 or not all(fields.get(name) for name in given[0]):
+        needs = " or ".join(" + ".join(way) for way in ways)
+        raise ValueError(f"{task.short} needs {needs}" + (", not several" if len(given) > 1 else ""))
+    if task.content == "phoneme":
+        if fields.get("ref_speaker_speech") and fields.get("speaker_embedding"):
+            raise ValueError("tts: give ref_speaker_speech or speaker_embedding, not both")
+        if fields.get("ref_speaker_speech") and not fields.get("speaker_model"):
+            raise ValueError("ref_speaker_speech needs speaker_model (an ONNX speaker model, e.g. WeSpeaker's)")
+    if fields.get("music_score"):
+        score.split_music_score(fields["music_score"])
     duration = fields.get("duration")
     if duration is not None and not duration > 0:
         raise ValueError(f"duration must be positive, got {duration}")
@@ -293,28 +334,18 @@ def build_sample(task: tasks.Task, fields: Mapping[str, Any], model: LoadedModel
             request.samples = round(fields["duration"] * rate)
             request.frames = max(1, -(-request.samples // hop))
     elif task.content == "phoneme":
-        sample["phoneme"] = symbols.tts_phone_ids(fields["phonemes"])
-        if fields.get("speaker_embedding"):
-            xvector = np.load(fields["speaker_embedding"]).reshape(-1).astype(np.float32)
-            if len(xvector) != model.cfg.phoneme.speaker_dim:
-                raise ValueError(f"{fields['speaker_embedding']}: {len(xvector)} values, the model's x-vectors have "
-                                 f"{model.cfg.phoneme.speaker_dim}")  # fmt: skip
-            sample["xvector"] = xvector
+        if fields.get("transcript"):  # G2P output outside the phone set becomes spn, as in the original
+            sample["phoneme"] = symbols.tts_phone_ids(g2p.phonemize(fields["transcript"]), oov="spn")
         else:
-            logging.warning("tts without a speaker_embedding: using a zero x-vector")
-            sample["xvector"] = np.zeros(model.cfg.phoneme.speaker_dim, np.float32)
+            sample["phoneme"] = symbols.tts_phone_ids(fields["phonemes"])
+        sample["xvector"] = _xvector(fields, model.cfg.phoneme.speaker_dim)
     elif task.content == "score":
-        phones = fields["score_phonemes"].split()
-        notes = fields["score_notes"].split()
-        seconds = [float(x) for x in fields["score_durations"].split()]
-        slurs = [int(x) for x in fields["score_slurs"].split()] if fields.get("score_slurs") else [0] * len(phones)
-        if not len(phones) == len(notes) == len(seconds) == len(slurs):
-            raise ValueError("SVS: phones, notes, durations and slurs need one entry per phone")
+        phones = _phone_score(fields, model)
         sample.update(
-            score_phoneme=symbols.svs_phone_ids(phones),
-            midi=np.array([symbols.note_to_midi(n) for n in notes], np.int32),
-            midi_duration=np.array(seconds, np.float32),
-            is_slur=np.array(slurs, np.int32),
+            score_phoneme=symbols.svs_phone_ids(phones.phones),
+            midi=np.array([symbols.note_to_midi(n) for n in phones.notes], np.int32),
+            midi_duration=np.array(phones.durations, np.float32),
+            is_slur=np.array(phones.slurs, np.int32),
             singer=symbols.singer_id(fields["singer"]),
         )
     elif task.content == "audio":
@@ -336,6 +367,51 @@ def build_sample(task: tasks.Task, fields: Mapping[str, Any], model: LoadedModel
     return request
 
 
+def _xvector(fields: Mapping[str, Any], dim: int) -> np.ndarray:
+    """The TTS speaker: a saved x-vector, one computed from reference speech, or zeros (with a warning)."""
+    if fields.get("speaker_embedding"):
+        source, xvector = fields["speaker_embedding"], np.load(fields["speaker_embedding"]).reshape(-1)
+    elif fields.get("ref_speaker_speech"):
+        source = f"{fields['speaker_model']} on {fields['ref_speaker_speech']}"
+        xvector = speaker.embed(fields["ref_speaker_speech"], fields["speaker_model"])
+    else:
+        logging.warning("tts without a speaker_embedding or ref_speaker_speech: using a zero x-vector")
+        return np.zeros(dim, np.float32)
+    if len(xvector) != dim:
+        raise ValueError(f"{source}: {len(xvector)} values, the model's x-vectors have {dim}")
+    return xvector.astype(np.float32)
+
+
+def _phone_score(fields: Mapping[str, Any], model: LoadedModel) -> score.PhoneScore:
+    """The SVS score per phone: a word-level music score expanded, or the explicit per-phone lists."""
+    if fields.get("music_score"):
+        return score.parse_music_score(fields["music_score"], model.pinyin_table(fields.get("pinyin_table")))
+    phones = fields["score_phonemes"].split()
+    notes = fields["score_notes"].split()
+    seconds = [float(x) for x in fields["score_durations"].split()]
+    slurs = [int(x) for x in fields["score_slurs"].split()] if fields.get("score_slurs") else [0] * len(phones)
+    if not len(phones) == len(notes) == len(seconds) == len(slurs):
+        raise ValueError("SVS: phones, notes, durations and slurs need one entry per phone")
+    return score.PhoneScore(phones, notes, seconds, slurs)
+
+
+def write_outputs(
+    task: tasks.Task, fields: Mapping[str, Any], wave: np.ndarray, path: str | pathlib.Path, sample_rate: int
+) -> list[pathlib.Path]:
+    """Writes the audio to ``path``; for V2A from a video file, also ``path`` with the suffix .mp4: the input
+    video with this sound. Returns the files written."""
+    path = pathlib.Path(path)
+    audio.write_audio(path, wave, sample_rate)
+    if not (task.content == "video" and fields.get("video")):
+        return [path]
+    from uniflow_jax.frontends import video
+
+    mp4 = path.with_suffix(".mp4")
+    if not video.mux_audio(fields["video"], wave, sample_rate, mp4):
+        logging.info("%s: the video was re-encoded (H.264): mp4 cannot hold its codec", mp4)
+    return [path, mp4]
+
+
 @dataclasses.dataclass(frozen=True)
 class Line:
     """One request of a --batch file: where it is (``file:line``), its id, task and fields."""
@@ -346,8 +422,9 @@ class Line:
     fields: dict
 
 
-def read_requests(path: str | pathlib.Path) -> list[Line]:
-    """Parses and checks a jsonl file of requests; a malformed line raises ``ValueError`` naming file:line."""
+def read_requests(path: str | pathlib.Path, defaults: Mapping[str, str] | None = None) -> list[Line]:
+    """Parses and checks a jsonl file of requests; a malformed line raises ``ValueError`` naming file:line.
+    ``defaults``: values of :data:`SHARED_FIELDS` for the lines that do not give them."""
     path = pathlib.Path(path)
     lines: list[Line] = []
     seen: set[tuple[str, str]] = set()
@@ -356,7 +433,7 @@ def read_requests(path: str | pathlib.Path) -> list[Line]:
             continue
         where = f"{path}:{number}"
         try:
-            line = _parse_line(row, where, path.parent)
+            line = _parse_line(row, where, path.parent, defaults or {})
         except (ValueError, KeyError) as error:
             message = error.args[0] if isinstance(error, KeyError) else str(error)
             raise ValueError(f"{where}: {message}") from None
@@ -369,7 +446,7 @@ def read_requests(path: str | pathlib.Path) -> list[Line]:
     return lines
 
 
-def _parse_line(row: str, where: str, base: pathlib.Path) -> Line:
+def _parse_line(row: str, where: str, base: pathlib.Path, defaults: Mapping[str, str]) -> Line:
     try:
         obj = json.loads(row)
     except json.JSONDecodeError as error:
@@ -405,6 +482,7 @@ def _parse_line(row: str, where: str, base: pathlib.Path) -> Line:
         if key in PATH_FIELDS:
             value = str(base / pathlib.Path(value).expanduser())  # relative to the jsonl's folder
         fields[key] = value
+    fields = {**{k: v for k, v in defaults.items() if k in SHARED_FIELDS}, **fields}
     check_fields(task, fields)
     return Line(where, name, task, fields)
 
@@ -415,8 +493,13 @@ def _length_hint(line: Line) -> float:
     if line.task.content == "text":
         return f.get("duration") or 0.0
     if line.task.content == "phoneme":
-        return len(f["phonemes"].split())
+        try:
+            return len(f["phonemes"].split() if f.get("phonemes") else g2p.phonemize(f["transcript"]))
+        except ValueError:  # reported when the request is built
+            return 0.0
     if line.task.content == "score":
+        if f.get("music_score"):
+            return score.total_seconds(f["music_score"])
         try:
             return sum(float(x) for x in f["score_durations"].split())
         except ValueError:
@@ -455,8 +538,10 @@ def run_batch(
     guidance_scale: float | None = None,
     seed: int = 0,
 ) -> dict[str, TaskSummary]:
-    """Generates every request into ``out_dir/<task>/<id>.wav``; returns the summary per task."""
+    """Generates every request into ``out_dir/<task>/<id>.wav`` (and ``.mp4`` for a V2A video); returns the
+    summary per task."""
     out_dir = pathlib.Path(out_dir)
+    rate = model.config.model.sample_rate
     groups: dict[str, list[Line]] = {}
     for line in lines:
         groups.setdefault(line.task.short, []).append(line)
@@ -479,8 +564,8 @@ def run_batch(
                         raise ValueError(f"{line.where}: {message}") from error
                 waves = model.generate(requests, num_steps=steps, guidance_scale=guidance, seed=seed + k // batch_size)
                 for line, wave in zip(chunk, waves, strict=True):
-                    audio.write_audio(out_dir / short / f"{line.id}.wav", wave, model.config.model.sample_rate)
-                    summary.seconds += len(wave) / model.config.model.sample_rate
+                    write_outputs(task, line.fields, wave, out_dir / short / f"{line.id}.wav", rate)
+                    summary.seconds += len(wave) / rate
                 bar.update(len(chunk))
             summary.wall = time.perf_counter() - start
     return summaries
@@ -521,7 +606,8 @@ def main(argv: Sequence[str]) -> None:
             raise flags.ValidationError("--batch reads the task of every request from its line: no TASK argument")
         if not FLAGS.out_dir:
             raise flags.ValidationError("--batch needs --out_dir")
-        lines = read_requests(FLAGS.batch)  # a malformed file fails before the model is built
+        shared = {name: getattr(FLAGS, name) for name in SHARED_FIELDS if getattr(FLAGS, name)}
+        lines = read_requests(FLAGS.batch, shared)  # a malformed file fails before the model is built
         model = load_model()
         print(f"{len(lines)} requests, {model.description}")
         summaries = run_batch(
@@ -543,7 +629,9 @@ def main(argv: Sequence[str]) -> None:
     fields = {name: getattr(FLAGS, name) for name in FIELDS}
     check_fields(task, fields)  # before the model is built
     steps, guidance = _settings(task, FLAGS.num_steps, FLAGS.guidance_scale)
-    output = FLAGS.output or f"{task.short}.wav"
+    output = pathlib.Path(FLAGS.output or f"{task.short}.wav")
+    if output.suffix == ".mp4":  # a V2A output named as the video: the wav goes beside it
+        output = output.with_suffix(".wav")
     model = load_model()
     request = build_sample(task, fields, model)
     timings = []
@@ -551,12 +639,12 @@ def main(argv: Sequence[str]) -> None:
         start = time.perf_counter()
         (wave,) = model.generate([request], num_steps=steps, guidance_scale=guidance, seed=FLAGS.seed)
         timings.append(time.perf_counter() - start)
-    audio.write_audio(output, wave, model.config.model.sample_rate)
+    written = write_outputs(task, fields, wave, output, model.config.model.sample_rate)
     seconds = len(wave) / model.config.model.sample_rate
     print(
-        f"wrote {output}: {task.id}, {seconds:.2f} s at 24 kHz ({model.description}) | {steps} steps, guidance "
-        f"{guidance} | time to first audio {timings[0]:.2f} s (compile included) | steady {timings[1]:.2f} s, "
-        f"real-time factor {timings[1] / max(seconds, 1e-9):.3f}"
+        f"wrote {' and '.join(map(str, written))}: {task.id}, {seconds:.2f} s at 24 kHz ({model.description}) | "
+        f"{steps} steps, guidance {guidance} | time to first audio {timings[0]:.2f} s (compile included) | "
+        f"steady {timings[1]:.2f} s, real-time factor {timings[1] / max(seconds, 1e-9):.3f}"
     )
 
 

@@ -21,16 +21,21 @@ def _table(name: str) -> tuple[str, ...]:
     return tuple(json.loads((RESOURCES / name).read_text()))
 
 
-def _ids(symbols: Sequence[str], table: tuple[str, ...], offset: int, what: str) -> np.ndarray:
+def _ids(symbols: Sequence[str], table: tuple[str, ...], offset: int, what: str, oov: str | None = None) -> np.ndarray:
+    """Ids of ``symbols``; an unknown one raises, or becomes ``oov`` when given."""
+    if oov is not None:
+        symbols = [s if s in table else oov for s in symbols]
     unknown = sorted({s for s in symbols if s not in table})
     if unknown:
         raise ValueError(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(table)})")
     return np.array([table.index(s) + offset for s in symbols], np.int32)
 
 
-def tts_phone_ids(phones: str | Sequence[str]) -> np.ndarray:
-    """ARPAbet phones with stress (``HH AH0 L OW1``) → ids of the 92-symbol MFA set."""
-    return _ids(phones.split() if isinstance(phones, str) else phones, _table("tts_phone_set.json"), 0, "ARPAbet phone")
+def tts_phone_ids(phones: str | Sequence[str], oov: str | None = None) -> np.ndarray:
+    """ARPAbet phones with stress (``HH AH0 L OW1``) → ids of the 92-symbol MFA set. A phone outside the set
+    raises (a typo in explicit phones), or becomes ``oov`` (the original CLI maps G2P output to ``spn``)."""
+    symbols = phones.split() if isinstance(phones, str) else phones
+    return _ids(symbols, _table("tts_phone_set.json"), 0, "ARPAbet phone", oov)
 
 
 def svs_phone_ids(phones: str | Sequence[str]) -> np.ndarray:
@@ -44,7 +49,9 @@ def singer_id(name: str) -> int:
 
 
 def note_to_midi(note: str) -> int:
-    """``C4`` → 60, ``G#3`` → 56, ``Bb2`` → 46; ``rest`` → 0."""
+    """``C4`` → 60, ``G#3`` → 56, ``Bb2`` → 46; ``rest`` → 0. An enharmonic pair (``F#4/Gb4``, as M4Singer
+    scores write notes) counts as its first name, as in the original."""
+    note = note.split("/")[0]
     if note.lower() == "rest":
         return 0
     match = _NOTE.match(note)
