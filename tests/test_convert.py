@@ -3,13 +3,17 @@ the real-size manifests, the fixtures through the same path, and the converted f
 
 import dataclasses
 import json
+import os
 import pathlib
 import pickle
+import subprocess
+import sys
 import zipfile
 
 import jax
 import numpy as np
 import pytest
+import soundfile as sf
 from flax import nnx
 
 from uniflow_jax import config_lib, convert
@@ -89,10 +93,16 @@ def test_unsupported_variants_are_refused_by_name(ref_dir):
         release.our_config(release_config, *synthetic.hf_configs(config_lib.base_config("small")))
 
 
-def test_tiny_release_converts_and_every_tensor_lands_in_its_parameter(tiny_release, tmp_path):
-    config, release_dir, t5_dir, clip_dir = tiny_release
-    report = convert.convert_release(release_dir, t5_dir, clip_dir, tmp_path / "out")
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def converted(tiny_release, tmp_path_factory):
+    _, release_dir, t5_dir, clip_dir = tiny_release
+    out = tmp_path_factory.mktemp("converted")
+    return out, convert.convert_release(release_dir, t5_dir, clip_dir, out)
+
+
+def test_tiny_release_converts_and_every_tensor_lands_in_its_parameter(tiny_release, converted):
+    config, release_dir, _, _ = tiny_release
+    out, report = converted
     for name in ("config.json", "spiece.model", release.INSTRUCTIONS_FILE, *release.RESOURCE_FILES):
         assert (out / name).exists(), name
     assert report["parameters"]["model"] > 0 and report["peak_memory_gib"] > 0
@@ -199,3 +209,57 @@ def test_buffer_values_are_checked(tiny_release):
     assert release.buffer_mismatches(buffers, buffers) == []
     changed = jax.tree.map(lambda x: x + 1.0 if x.dtype == np.float32 and x.size else x, buffers)
     assert release.buffer_mismatches(changed, buffers)
+
+
+def _run_sample(*args) -> str:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-m", "uniflow_jax.sample", *map(str, args)],
+                            capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _write_video(path: pathlib.Path, frames: int = 12) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            image = np.full((48, 64, 3), 20 * i, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_every_task_generates_from_the_converted_checkpoint(converted, tmp_path):
+    """The README's inputs of every task, against a converted tiny release (its instructions, tokenizer,
+    pinyin table, frozen VAE/T5 and CLIP all from the folder)."""
+    out, _ = converted
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "noisy.wav", rng.uniform(-0.3, 0.3, 16000).astype(np.float32), 16000)  # 1 s at 16 kHz
+    sf.write(tmp_path / "low.wav", rng.uniform(-0.3, 0.3, (6000, 2)).astype(np.float32), 8000)  # 0.75 s stereo
+    _write_video(tmp_path / "clip.mp4")
+    requests = [
+        {"id": "dog", "task": "t2a", "caption": "a dog barks twice", "duration": 0.5},
+        {"id": "piano", "task": "t2m", "caption": "a calm piano melody"},
+        {"id": "hello", "task": "tts", "transcript": "Hello, this is a test."},
+        {"id": "song", "task": "svs", "music_score": "你好<sep>C4 | D4 E4<sep>0.3 | 0.2 0.2", "singer": "Alto-2"},
+        {"id": "noisy", "task": "se", "noisy_speech": "noisy.wav"},
+        {"id": "low", "task": "sr", "low_sr_audio": "low.wav"},
+        {"id": "clip", "task": "v2a", "video": "clip.mp4", "instruction_idx": 2},
+    ]
+    (tmp_path / "requests.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in requests))
+    stdout = _run_sample("--checkpoint", out, "--batch", tmp_path / "requests.jsonl", "--out_dir", tmp_path / "gen",
+                         "--num_steps", 2)  # fmt: skip
+    assert "converted release" in stdout
+    lengths = {}
+    for r in requests:
+        info = sf.info(str(tmp_path / "gen" / r["task"] / f"{r['id']}.wav"))
+        assert info.samplerate == 24000 and info.channels == 1 and info.frames > 0
+        lengths[r["id"]] = info.frames
+    assert lengths["dog"] == 12000 and lengths["noisy"] == 24000 and lengths["low"] == 18000
+    # One request from the command line, as the README writes it.
+    stdout = _run_sample("t2m", "--checkpoint", out, "--caption", "a calm piano melody", "--duration", "0.7",
+                         "--num_steps", 2, "--output", tmp_path / "piano.wav")  # fmt: skip
+    info = sf.info(str(tmp_path / "piano.wav"))
+    assert info.samplerate == 24000 and info.frames == 16800 and "real-time factor" in stdout

@@ -16,14 +16,15 @@ import pathlib
 import resource
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 from absl import flags, logging
 from flax import nnx
 
-from uniflow_jax import cli
+from uniflow_jax import cli, parallel
 from uniflow_jax.weights import release
 
 ITEMS = ("model", "frozen", "clip")
@@ -56,6 +57,38 @@ def restore(folder: str | pathlib.Path, item: str, abstract: dict) -> dict:
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         restored = checkpointer.restore(path, ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))
     return restored[item]
+
+
+def read_config(folder: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """A converted folder's config, its folder-relative paths (instructions, tokenizer) made absolute."""
+    folder = pathlib.Path(folder)
+    path = folder / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {folder} a folder written by python -m uniflow_jax.convert?")
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    for holder, key in ((config.model, "instructions"), (config.data, "tokenizer")):
+        if holder[key] and not pathlib.Path(holder[key]).is_absolute():
+            holder[key] = str(folder.absolute() / holder[key])
+    return config
+
+
+def restore_module(
+    folder: str | pathlib.Path,
+    item: str,
+    make: Callable[[], nnx.Module],
+    mesh: jax.sharding.Mesh,
+    rules: parallel.LogicalRules,
+) -> tuple[nnx.GraphDef, nnx.State]:
+    """``make()``'s module with the weights of ``item``, placed on ``mesh`` by its logical axes."""
+    graphdef, abstract = nnx.split(nnx.eval_shape(make))
+    shardings = parallel.state_shardings(abstract, mesh, rules)
+    target = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        nnx.to_pure_dict(abstract),
+        nnx.to_pure_dict(shardings),
+    )
+    nnx.replace_by_pure_dict(abstract, restore(folder, item, target))
+    return graphdef, abstract
 
 
 def convert_release(

@@ -70,21 +70,26 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from uniflow_jax import cli, config_lib, instructions, parallel, tasks
+from uniflow_jax import cli, config_lib, convert, instructions, parallel, tasks
 from uniflow_jax.data import audio
 from uniflow_jax.data.collate import NUM_INSTRUCTIONS
 from uniflow_jax.frontends import g2p, score, speaker, symbols, text
 from uniflow_jax.generate import Generator, task_defaults
-from uniflow_jax.models import uniflow
+from uniflow_jax.models import clip, uniflow
 from uniflow_jax.training import checkpoint
 from uniflow_jax.training import state as train_state
 from uniflow_jax.weights import frozen as frozen_weights
 
+FrozenSource = Callable[[jax.sharding.Mesh], tuple[nnx.GraphDef, nnx.State]]
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Model config file (random weights), or --workdir.", lock_config=False)
+flags.DEFINE_string("checkpoint", None, "A released checkpoint converted by python -m uniflow_jax.convert.")
 flags.DEFINE_string("workdir", None, "A run of python -m uniflow_jax.train: its config, checkpoint and tokenizer.")
 flags.DEFINE_enum("checkpoint_kind", "best", ["best", "latest"], "--workdir: best params by validation, or latest.")
-flags.DEFINE_string("mesh_shape", None, "--workdir: mesh (data,fsdp,tensor) instead of the run's, e.g. -1,1,1.")
+flags.DEFINE_string(
+    "mesh_shape", None, "--workdir/--checkpoint: mesh (data,fsdp,tensor) instead of the run's, e.g. -1,1,1."
+)
 flags.DEFINE_string("batch", None, "A jsonl file of requests (one JSON object per line) instead of one request.")
 flags.DEFINE_string("out_dir", None, "--batch: output folder (OUT/<task>/<id>.wav).")
 flags.DEFINE_integer("batch_size", 8, "--batch: requests generated together.", lower_bound=1)
@@ -141,10 +146,13 @@ class LoadedModel:
         config: ml_collections.ConfigDict,
         load: Callable[[Callable[[], nnx.Module], train_state.TrainState], tuple[dict, int | None, str]],
         resource_dir: pathlib.Path | None = None,
+        frozen: FrozenSource | None = None,
+        clip_tower: FrozenSource | None = None,
     ):
         """``load(make, shardings)``: (the params of ``make()``'s module placed on ``shardings.params``, their
         checkpoint step or None, a description of the weights). ``resource_dir``: the checkpoint folder's
-        front-end files (``svs/m4singer_pinyin2ph.txt``), or None."""
+        front-end files (``svs/m4singer_pinyin2ph.txt``), or None. ``frozen`` / ``clip_tower``: ``mesh -> (graphdef,
+        state)`` of the frozen encoders / the CLIP tower (default: the files ``model.frozen_weights`` names)."""
         self.config = config
         self.resource_dir = resource_dir
         self.cfg = config_lib.uniflow_config(config)
@@ -158,18 +166,22 @@ class LoadedModel:
             self.params, self.step, self.description = load(make, shardings)
             buffers = train_state.buffers(make, shardings)
             # The frozen parts with the training's seeds: a toy run with random frozen weights gets the same ones.
-            frozen = frozen_weights.frozen_encoders(config, self.mesh, seed=config.seed + 1)
+            if frozen is None:
+                frozen_state = frozen_weights.frozen_encoders(config, self.mesh, seed=config.seed + 1)
+            else:
+                frozen_state = frozen(self.mesh)
         state = nnx.merge_state(nnx.State(self.params), nnx.State(buffers))
-        self.generator = Generator(self.cfg, (spec.graphdef, state), frozen)
+        self.generator = Generator(self.cfg, (spec.graphdef, state), frozen_state)
         self.tokenizer = self._encode = None
         if config.data.tokenizer:
             longest = max(bucket["text"] for bucket in config.data.buckets)  # captions are cut there in training
             self.tokenizer = text.T5Tokenizer(config.data.tokenizer, max_length=longest)
-            t5_def, t5_state = nnx.split(nnx.merge(*frozen).t5)
+            t5_def, t5_state = nnx.split(nnx.merge(*frozen_state).t5)
             self._encode = instructions.text_encoder(t5_def, t5_state, text.T5Tokenizer(config.data.tokenizer))
         self._bank = instructions.read_h5(config.model.instructions) if config.model.instructions else None
         self._encoded: dict[str, np.ndarray] = {}
         self._clip = None
+        self._clip_source = clip_tower or (lambda mesh: frozen_weights.clip_encoder(config, mesh, seed=config.seed + 2))
 
     @classmethod
     def random(cls, config: ml_collections.ConfigDict, seed: int, workdir: pathlib.Path) -> LoadedModel:
@@ -216,6 +228,36 @@ class LoadedModel:
         logging.info("loaded %s", model.description)
         return model
 
+    @classmethod
+    def from_converted(cls, folder: str | pathlib.Path, *, mesh_shape: Sequence[int] | None = None) -> LoadedModel:
+        """A released checkpoint converted by ``python -m uniflow_jax.convert`` (weights, frozen encoders,
+        instructions, tokenizer and front-end files all from ``folder``)."""
+        folder = pathlib.Path(folder)
+        config = convert.read_config(folder)
+        if mesh_shape is not None:
+            config.mesh.shape = tuple(mesh_shape)
+        cfg, clip_cfg, rules = (
+            config_lib.uniflow_config(config),
+            config_lib.clip_config(config),
+            config_lib.mesh_rules(config),
+        )
+
+        def load(make, shardings) -> tuple[dict, None, str]:
+            abstract = train_state.abstract(make, optax.identity(), shardings, ema=False).params
+            return convert.restore(folder, "model", abstract), None, f"{folder} (converted release)"
+
+        def frozen(mesh):
+            make = lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+            return convert.restore_module(folder, "frozen", make, mesh, rules)
+
+        def clip_tower(mesh):
+            make = lambda: clip.CLIPVisionEncoder(clip_cfg, rngs=nnx.Rngs(0))  # noqa: E731
+            return convert.restore_module(folder, "clip", make, mesh, rules)
+
+        model = cls(config, load, resource_dir=folder, frozen=frozen, clip_tower=clip_tower)
+        logging.info("loaded %s", model.description)
+        return model
+
     def encode_text(self, sentence: str) -> np.ndarray:
         """An instruction → frozen-T5 features (L, D), as training encodes the instruction bank."""
         if self._encode is None:
@@ -252,7 +294,7 @@ class LoadedModel:
         from uniflow_jax.frontends import video
 
         if self._clip is None:
-            graphdef, state = frozen_weights.clip_encoder(self.config, self.mesh, seed=self.config.seed + 2)
+            graphdef, state = self._clip_source(self.mesh)
             forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])
             self._clip = lambda pixels: forward(state, pixels)
         return np.asarray(self._clip(video.clip_preprocess(frames, self.clip_cfg.image_size)))
@@ -588,9 +630,12 @@ def format_summary(summaries: Mapping[str, TaskSummary]) -> str:
 
 
 def load_model() -> LoadedModel:
-    """The model the flags name: ``--workdir`` (trained) or ``--config`` (random weights)."""
+    """The model the flags name: ``--checkpoint`` (converted release), ``--workdir`` (trained) or ``--config``
+    (random weights)."""
+    shape = [int(x) for x in FLAGS.mesh_shape.split(",")] if FLAGS.mesh_shape else None
+    if FLAGS.checkpoint:
+        return LoadedModel.from_converted(FLAGS.checkpoint, mesh_shape=shape)
     if FLAGS.workdir:
-        shape = [int(x) for x in FLAGS.mesh_shape.split(",")] if FLAGS.mesh_shape else None
         return LoadedModel.from_workdir(FLAGS.workdir, kind=FLAGS.checkpoint_kind, mesh_shape=shape)
     logging.info("building the model of --config with RANDOM weights")
     with tempfile.TemporaryDirectory() as tokenizer_dir:
@@ -599,8 +644,11 @@ def load_model() -> LoadedModel:
 
 def main(argv: Sequence[str]) -> None:
     positional = argv[1:]
-    if (FLAGS.workdir is None) == (FLAGS.config is None):
-        raise flags.ValidationError("give --workdir RUN (trained weights) or --config configs/<name>.py (random ones)")
+    if sum(x is not None for x in (FLAGS.checkpoint, FLAGS.workdir, FLAGS.config)) != 1:
+        raise flags.ValidationError(
+            "give one of --checkpoint DIR (a converted release), --workdir RUN (a training run) or "
+            "--config configs/<name>.py (random weights)"
+        )
     if FLAGS.batch:
         if positional or FLAGS.task:
             raise flags.ValidationError("--batch reads the task of every request from its line: no TASK argument")
