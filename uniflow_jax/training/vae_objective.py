@@ -25,6 +25,9 @@ from uniflow_jax.models.vae import VAE
 
 DEFAULT_FFT_SIZES: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)
 _MAG_EPS = 1e-8  # floor of the power spectrum, as auraloss: |S| = sqrt(max(re² + im², eps))
+# Floor of spectral convergence's denominator, per STFT bin (about −50 dB below the bins of speech at −20 dBFS): a
+# silent target (a V2A crop between events) would otherwise divide by ~0 and swamp the loss of its batch.
+_SC_FLOOR = 1e-2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,8 @@ def multi_resolution_stft_loss(
 ) -> jax.Array:
     """Mean over resolutions of spectral convergence + mean |log|S| − log|Ŝ||; waveforms (B, N).
 
+    Spectral convergence's denominator ‖|S|‖_F is floored at ``_SC_FLOOR``·sqrt(#bins) (silent targets).
+
     ``mask`` (B, N), true on valid samples, zeroes both signals before the STFT; frames whose centre lies in the
     padding are then left out of the log-magnitude mean (they would only dilute it) — spectral convergence is
     unaffected by them, their magnitudes being equal.
@@ -87,7 +92,8 @@ def multi_resolution_stft_loss(
     for n_fft in fft_sizes:
         hop = max(1, int(n_fft * hop_ratio))
         pred_mag, target_mag = _stft_magnitude(pred, n_fft, hop), _stft_magnitude(target, n_fft, hop)
-        sc = _frobenius(target_mag - pred_mag) / _frobenius(target_mag)
+        floor = _SC_FLOOR * jnp.sqrt(jnp.float32(target_mag.size))
+        sc = _frobenius(target_mag - pred_mag) / jnp.maximum(_frobenius(target_mag), floor)
         log_diff = jnp.abs(jnp.log(target_mag) - jnp.log(pred_mag))
         if mask is None:
             log_mag = jnp.mean(log_diff)
