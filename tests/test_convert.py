@@ -260,6 +260,8 @@ def test_every_task_generates_from_the_converted_checkpoint(converted, tmp_path)
     assert lengths["dog"] == 12000 and lengths["noisy"] == 24000 and lengths["low"] == 18000
     # One request from the command line, as the README writes it.
     stdout = _run_sample("t2m", "--checkpoint", out, "--caption", "a calm piano melody", "--duration", "0.7",
-                         "--num_steps", 2, "--output", tmp_path / "piano.wav")  # fmt: skip
+                         "--num_steps", 2, "--output", tmp_path / "piano.wav",
+                         "--compilation_cache", tmp_path / "xla")  # fmt: skip
     info = sf.info(str(tmp_path / "piano.wav"))
     assert info.samplerate == 24000 and info.frames == 16800 and "real-time factor" in stdout
+    assert any((tmp_path / "xla").iterdir())  # the compiled programs, for the next run

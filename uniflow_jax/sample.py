@@ -84,6 +84,9 @@ FrozenSource = Callable[[jax.sharding.Mesh], tuple[nnx.GraphDef, nnx.State]]
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Model config file (random weights), or --workdir.", lock_config=False)
+flags.DEFINE_string(
+    "compilation_cache", None, "Keep compiled programs in this folder across runs (JAX's persistent cache)."
+)
 flags.DEFINE_string("checkpoint", None, "A released checkpoint converted by python -m uniflow_jax.convert.")
 flags.DEFINE_string("workdir", None, "A run of python -m uniflow_jax.train: its config, checkpoint and tokenizer.")
 flags.DEFINE_enum("checkpoint_kind", "best", ["best", "latest"], "--workdir: best params by validation, or latest.")
@@ -632,6 +635,9 @@ def format_summary(summaries: Mapping[str, TaskSummary]) -> str:
 def load_model() -> LoadedModel:
     """The model the flags name: ``--checkpoint`` (converted release), ``--workdir`` (trained) or ``--config``
     (random weights)."""
+    if FLAGS.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     shape = [int(x) for x in FLAGS.mesh_shape.split(",")] if FLAGS.mesh_shape else None
     if FLAGS.checkpoint:
         return LoadedModel.from_converted(FLAGS.checkpoint, mesh_shape=shape)
