@@ -19,7 +19,7 @@ if [ ! -x .venv/bin/python ]; then
   stamp "installing into .venv"
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[video]"
+  .venv/bin/python -m pip install --quiet -e ".[video,eval]"
 fi
 # shellcheck disable=SC1091
 source .venv/bin/activate

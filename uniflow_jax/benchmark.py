@@ -39,9 +39,10 @@ from uniflow_jax.models import dit, uniflow
 from uniflow_jax.training import flops
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``fn()`` (results blocked on) after one untimed call."""
-    jax.block_until_ready(fn())
+def timed(fn: Callable[[], Any], repeats: int, *, warm_up: bool = True) -> float:
+    """Median wall time of ``fn()`` (results blocked on), after one untimed call unless ``warm_up`` is False."""
+    if warm_up:
+        jax.block_until_ready(fn())
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -163,7 +164,7 @@ def bench_sampler(
         start = time.perf_counter()
         wave = call()[0]
         first = time.perf_counter() - start
-        steady = timed(call, max(1, repeats // 2))
+        steady = timed(call, repeats, warm_up=False)  # the first call compiled everything
         out[key] = {"time_to_first_audio_s": first, "steady_s": steady, "real_time_factor": steady / seconds,
                     "samples": len(wave)}  # fmt: skip
     # Components: one backbone call (doubled batch under guidance) and the VAE decode, per batch size.
