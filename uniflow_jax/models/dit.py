@@ -107,13 +107,18 @@ class DiTBlock(nnx.Module):
         self.mlp = layers.GEGLUFeedForward(d, cfg.mlp_hidden, dtype=dtype, rngs=rngs)
         self.adaln = AdaLN(d, rngs=rngs)
 
+    def conditioning(self, ta_context: jax.Array, context: jax.Array) -> dict[str, jax.Array]:
+        """What the block takes from the conditioning streams — the projected time-aligned stream and the
+        cross-attention keys/values: constant over a generation's steps, so the sampler computes them once."""
+        k, v = self.cross_attn.key_values(self.norm_context(context))
+        return {"ta": self.ta_context_projection(self.ta_context_norm(ta_context)), "k": k, "v": v}
+
     def __call__(
         self,
         x: jax.Array,
         skip: jax.Array | None,
         time_silu: jax.Array,
-        ta_context: jax.Array,
-        context: jax.Array,
+        conditioning: dict[str, jax.Array],
         x_mask: jax.Array,
         context_mask: jax.Array,
     ) -> jax.Array:
@@ -122,11 +127,11 @@ class DiTBlock(nnx.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(time_silu)
         h = layers.modulate(self.norm1(x), shift1, scale1)
         x = x + jnp.tanh(1 - gate1)[:, None, :] * self.attn(h, h, x_mask)
-        x = x + self.ta_context_projection(self.ta_context_norm(ta_context))
-        x = x + self.cross_attn(self.norm2(x), self.norm_context(context), context_mask)
+        x = x + conditioning["ta"]
+        x = x + self.cross_attn.attend(self.norm2(x), conditioning["k"], conditioning["v"], context_mask)
         h = layers.modulate(self.norm3(x), shift2, scale2)
         x = x + (1 - gate2)[:, None, :] * self.mlp(h)
-        return parallel.constrain(x.astype(ta_context.dtype), ("batch", "length", "embed"))
+        return parallel.constrain(x.astype(conditioning["ta"].dtype), ("batch", "length", "embed"))
 
 
 class FinalBlock(nnx.Module):
@@ -156,44 +161,66 @@ class DiT(nnx.Module):
         self.out_blocks = layers.create_stack(lambda r: DiTBlock(cfg, skip=True, rngs=r), cfg.depth // 2, rngs)
         self.final_block = FinalBlock(cfg, rngs=rngs)
 
+    def conditioning(self, ta_context: jax.Array, context: jax.Array) -> dict[str, dict[str, jax.Array]]:
+        """Every block's share of the conditioning streams (see :meth:`DiTBlock.conditioning`), the stacks'
+        stacked on their ``layers`` axis: ta_context (B, T, ta_dim), context (B, L, ctx_dim)."""
+        dtype = jnp.dtype(self.cfg.dtype)
+        ta = ta_context.astype(dtype)
+        ctx = self.context_embed(context.astype(dtype))
+        of_stack = lambda blk, carry, _: (carry, blk.conditioning(ta, ctx))  # noqa: E731
+        return {
+            "in": layers.scan_stack(self.in_blocks, of_stack, None, unroll=self.cfg.scan_unroll)[1],
+            "mid": self.mid_block.conditioning(ta, ctx),
+            "out": layers.scan_stack(self.out_blocks, of_stack, None, unroll=self.cfg.scan_unroll)[1],
+        }
+
     def __call__(
         self,
         x: jax.Array,
         timesteps: jax.Array,
-        ta_context: jax.Array,
-        context: jax.Array,
+        ta_context: jax.Array | None,
+        context: jax.Array | None,
         x_mask: jax.Array,
         context_mask: jax.Array,
+        *,
+        conditioning: dict[str, dict[str, jax.Array]] | None = None,
     ) -> jax.Array:
         """Predicted velocity (B, T, latent).
 
         ``timesteps`` is on the 0..1000 scale: a (B,) vector is embedded as given; a scalar is broadcast
-        and truncated to an integer first, as the original does at inference.
+        and truncated to an integer first, as the original does at inference. ``conditioning`` (from
+        :meth:`conditioning`) replaces ``ta_context`` and ``context``, which are then not read.
         """
         b, t, _ = x.shape
         dtype = jnp.dtype(self.cfg.dtype)
         if timesteps.ndim == 0:
             timesteps = jnp.broadcast_to(jnp.trunc(timesteps), (b,))
-        if ta_context.shape[1] == t - 1:  # the original front-pads a one-frame-short stream
-            ta_context = jnp.pad(ta_context, ((0, 0), (1, 0), (0, 0)))
+        if conditioning is None:
+            if ta_context.shape[1] == t - 1:  # the original front-pads a one-frame-short stream
+                ta_context = jnp.pad(ta_context, ((0, 0), (1, 0), (0, 0)))
+            conditioning = self.conditioning(ta_context, context)
         h = parallel.constrain(self.patch_embed(x.astype(dtype)), ("batch", "length", "embed"))
         time_silu = jax.nn.silu(self.time_embed(timesteps))
-        ctx = self.context_embed(context.astype(dtype))
-        ta = ta_context.astype(dtype)
-        args = (time_silu, ta, ctx, x_mask, context_mask)
+        args = (time_silu,)
+        masks = (x_mask, context_mask)
 
-        policy = REMAT_POLICIES[self.cfg.remat]
+        policy, unroll = REMAT_POLICIES[self.cfg.remat], self.cfg.scan_unroll
         h, skips = layers.scan_stack(
-            self.in_blocks, lambda blk, h, _: (blk(h, None, *args),) * 2, h, None, policy, self.cfg.scan_unroll
+            self.in_blocks,
+            lambda blk, h, c: (blk(h, None, *args, c, *masks),) * 2,
+            h,
+            conditioning["in"],
+            policy,
+            unroll,
         )
-        h = self.mid_block(h, None, *args)
+        h = self.mid_block(h, None, *args, conditioning["mid"], *masks)
         h, _ = layers.scan_stack(
             self.out_blocks,
-            lambda blk, h, skip: (blk(h, skip, *args), None),
+            lambda blk, h, xs: (blk(h, xs[0], *args, xs[1], *masks), None),
             h,
-            jnp.flip(skips, axis=0),
+            (jnp.flip(skips, axis=0), conditioning["out"]),
             policy,
-            self.cfg.scan_unroll,
+            unroll,
         )
         shift, scale = jnp.split(self.time_ada_final(time_silu), 2, axis=-1)
         return self.final_block(h, shift, scale).astype(jnp.float32)

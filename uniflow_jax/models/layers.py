@@ -210,16 +210,26 @@ class Attention(nnx.Module):
             self.rotary = Rotary(head_dim)
 
     def __call__(self, x: jax.Array, context: jax.Array, key_mask: jax.Array | None) -> jax.Array:
-        b, t, d = x.shape
+        return self.attend(x, *self.key_values(context), key_mask)
+
+    def key_values(self, context: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Keys (normed, rotated for self-attention) and values (B, S, H, Dh) of ``context``: a constant of a
+        whole generation for cross-attention, so the sampler computes them once."""
+        b, s, d = context.shape
         heads = (self.num_heads, d // self.num_heads)
-        q = self.norm_q(self.to_q(x).reshape(b, t, *heads))
-        k = self.norm_k(self.to_k(context).reshape(b, context.shape[1], *heads))
-        v = self.to_v(context).reshape(b, context.shape[1], *heads)
+        k = self.norm_k(self.to_k(context).reshape(b, s, *heads))
+        v = self.to_v(context).reshape(b, s, *heads)
         if hasattr(self, "rotary"):
-            q, k = self.rotary(q), self.rotary(k)
+            k = self.rotary(k)
+        return k.astype(v.dtype), v
+
+    def attend(self, x: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None) -> jax.Array:
+        b, t, d = x.shape
+        q = self.norm_q(self.to_q(x).reshape(b, t, self.num_heads, d // self.num_heads))
+        if hasattr(self, "rotary"):
+            q = self.rotary(q)
         q = parallel.constrain(q.astype(v.dtype), ("batch", "length", "heads", "kv"))
-        out = masked_attention(q, k.astype(v.dtype), v, key_mask)
-        return self.proj(out.reshape(b, t, d))
+        return self.proj(masked_attention(q, k, v, key_mask).reshape(b, t, d))
 
 
 class TorchMultiheadAttention(nnx.Module):

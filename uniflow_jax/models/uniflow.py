@@ -354,11 +354,16 @@ def guided_velocity(
     guidance_scale: float,
 ) -> flow.VelocityFn:
     """The backbone as a velocity field of (x, t). With guidance > 1, one doubled batch
-    [unconditional (context and time-aligned stream zeroed, masks kept); conditional]."""
+    [unconditional (context and time-aligned stream zeroed, masks kept); conditional]. Every block's share of
+    the conditioning (time-aligned projection, cross-attention keys/values) is computed here, once per
+    generation, not once per step."""
     if guidance_scale <= 1.0:
-        return lambda x, t: backbone(x, t, ta, context, x_mask, context_mask)
-    doubled = unconditional_first(ta, context, x_mask, context_mask)
-    return flow.classifier_free_guidance(lambda x, t: backbone(x, t, *doubled), guidance_scale)
+        conditioning = backbone.conditioning(ta, context)
+        return lambda x, t: backbone(x, t, None, None, x_mask, context_mask, conditioning=conditioning)
+    ta2, context2, x_mask2, context_mask2 = unconditional_first(ta, context, x_mask, context_mask)
+    conditioning = backbone.conditioning(ta2, context2)
+    velocity = lambda x, t: backbone(x, t, None, None, x_mask2, context_mask2, conditioning=conditioning)  # noqa: E731
+    return flow.classifier_free_guidance(velocity, guidance_scale)
 
 
 def unconditional_first(
