@@ -53,4 +53,15 @@ python -m uniflow_jax.sample --workdir "$OUT/uniflow" --batch "$OUT/requests/req
 stamp "evaluating"
 python -m uniflow_jax.demo_eval report --corpus "$DATA" --generated "$OUT/generated" --out "$OUT/report.json" \
   --per_task "$PER_TASK"
-stamp "done: wavs in $OUT/generated, report in $OUT/report.json, TensorBoard logs in $OUT/*/tensorboard"
+stamp "scoring every task with python -m uniflow_jax.evaluate"
+python -m uniflow_jax.demo_eval references --corpus "$DATA" --out "$OUT/references" --per_task "$PER_TASK"
+# T2A/T2M/V2A need an audio model for FD/KL/IS; none can be downloaded here, so a TOY spectral-statistics one
+# exercises the command (its figures compare spectra, not what a trained classifier hears).
+python scripts/make_toy_audio_model.py "$OUT/toy_audio.onnx"
+for task in se sr svs tts t2a t2m v2a; do
+  model=()
+  case $task in t2a|t2m|v2a) model=(--audio_model "$OUT/toy_audio.onnx") ;; esac
+  python -m uniflow_jax.evaluate --task "$task" --generated "$OUT/generated/$task" \
+    --reference "$OUT/references/$task.jsonl" --json "$OUT/metrics/$task.json" "${model[@]}"
+done
+stamp "done: wavs in $OUT/generated, report in $OUT/report.json, metrics in $OUT/metrics, TensorBoard logs in $OUT/*/tensorboard"

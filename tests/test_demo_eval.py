@@ -160,3 +160,12 @@ def test_se_speech_quality_figures(corpus, copied):
     assert figures["pesq_wb"]["output"] > 4.5 > figures["pesq_wb"]["input"] and figures["pesq_wb"]["learned"]
     assert figures["stoi"]["output"] > 0.99 > figures["stoi"]["input"] and figures["stoi"]["learned"]
     assert figures["lsd"]["output"] == 0.0 < figures["lsd"]["input"]
+
+
+def test_reference_manifests_for_the_evaluate_command(corpus, tmp_path):
+    paths = demo_eval.write_references(corpus, tmp_path, per_task=2)
+    assert [p.stem for p in paths] == list(demo_eval.TASK_ORDER)
+    rows = {p.stem: [json.loads(line) for line in p.read_text().splitlines()] for p in paths}
+    assert all(len(r) == 2 and all(pathlib.Path(row["audio"]).exists() for row in r) for r in rows.values())
+    assert all(row["text"] for task in ("tts", "t2a", "t2m") for row in rows[task])
+    assert all("text" not in row for row in rows["se"])

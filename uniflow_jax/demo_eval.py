@@ -179,6 +179,25 @@ def write_requests(
     return path
 
 
+def write_references(
+    corpus: str | pathlib.Path, out: str | pathlib.Path, *, per_task: int = 4, split: str = "val"
+) -> list[pathlib.Path]:
+    """``out/<task>.jsonl``: the evaluated items' targets as ``python -m uniflow_jax.evaluate --reference``
+    manifests (``audio_id``, ``audio``, and ``text``: the TTS transcript or the T2A/T2M caption)."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task in TASK_ORDER:
+        rows = []
+        for item in load_items(corpus, task, split=split, per_task=per_task):
+            row = {"audio_id": item.id, "audio": str(item.target)}
+            text = item.content.get("caption", item.content.get("text")) if task in ("tts", "t2a", "t2m") else None
+            rows.append(row | ({"text": text} if text else {}))
+        paths.append(out / f"{task}.jsonl")
+        paths[-1].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return paths
+
+
 # ---------------------------------------------------------------------------------------------- audio
 
 
@@ -627,13 +646,18 @@ def format_table(report: dict) -> str:
 # ---------------------------------------------------------------------------------------------- program
 
 FLAGS = flags.FLAGS
-COMMANDS = ("requests", "report")
+COMMANDS = ("requests", "references", "report")
 
 
 def _define_flags() -> None:
     """Defined only when run as a program, so that importing this module adds no flags to another tool."""
     flags.DEFINE_string("corpus", None, "The demo corpus (python -m uniflow_jax.data.demo --out DEMO).", required=True)
-    flags.DEFINE_string("out", None, "requests: the request folder; report: the JSON file to write.", required=True)
+    flags.DEFINE_string(
+        "out",
+        None,
+        "requests: the request folder; references: the manifest folder; report: the JSON file to write.",
+        required=True,
+    )
     flags.DEFINE_string("generated", None, "report: folder of generated audio, <task>/<id>.wav (24 kHz mono).")
     flags.DEFINE_integer("per_task", 4, "Rows per task (the first of the split); 0 = all.")
     flags.DEFINE_string("split", "val", "The corpus split to evaluate.")
@@ -646,6 +670,10 @@ def main(argv: Sequence[str]) -> None:
     if commands[0] == "requests":
         path = write_requests(FLAGS.corpus, FLAGS.out, per_task=FLAGS.per_task, split=FLAGS.split)
         print(f"wrote {sum(1 for _ in path.open())} requests to {path}")
+        return
+    if commands[0] == "references":
+        paths = write_references(FLAGS.corpus, FLAGS.out, per_task=FLAGS.per_task, split=FLAGS.split)
+        print(f"wrote {len(paths)} reference manifests to {FLAGS.out}")
         return
     if not FLAGS.generated:
         raise app.UsageError("report needs --generated GEN_DIR")
