@@ -12,7 +12,7 @@ from uniflow_jax import config_lib
 def get_config(corpus: str = "demo_data"):
     config = config_lib.load_config_file(str(pathlib.Path(__file__).with_name("demo.py")), corpus)
     config.objective = "vae"
-    config.train.update(num_steps=600, global_batch_size=16, eval_every=300, log_every=50, checkpoint_every=300)
+    config.train.update(num_steps=150, global_batch_size=16, eval_every=150, log_every=25, checkpoint_every=150)
     config.optimizer.update(learning_rate=1e-3, warmup_steps=20)
     config.vae_training.update(segment_seconds=0.4)
     return config
