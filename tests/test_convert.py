@@ -3,20 +3,18 @@ the real-size manifests, the fixtures through the same path, and the converted f
 
 import dataclasses
 import json
-import os
 import pathlib
 import pickle
-import subprocess
-import sys
 import zipfile
 
 import jax
 import numpy as np
 import pytest
 import soundfile as sf
+from absl import flags
 from flax import nnx
 
-from uniflow_jax import config_lib, convert
+from uniflow_jax import config_lib, convert, sample
 from uniflow_jax.models import uniflow
 from uniflow_jax.weights import manifest, names, release, synthetic, torch_import, torch_pickle, upstream_config
 
@@ -211,14 +209,6 @@ def test_buffer_values_are_checked(tiny_release):
     assert release.buffer_mismatches(changed, buffers)
 
 
-def _run_sample(*args) -> str:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-m", "uniflow_jax.sample", *map(str, args)],
-                            capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
 def _write_video(path: pathlib.Path, frames: int = 12) -> None:
     import av
 
@@ -231,37 +221,41 @@ def _write_video(path: pathlib.Path, frames: int = 12) -> None:
         container.mux(stream.encode())
 
 
-def test_every_task_generates_from_the_converted_checkpoint(converted, tmp_path):
-    """The README's inputs of every task, against a converted tiny release (its instructions, tokenizer,
-    pinyin table, frozen VAE/T5 and CLIP all from the folder)."""
+def _sample_command(*args) -> None:
+    """``python -m uniflow_jax.sample ARGS``, in this process (the flags parsed as the command line would)."""
+    argv = flags.FLAGS(["sample", *map(str, args)])
+    try:
+        sample.main(argv)
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_the_readme_command_of_every_task_runs_on_a_converted_checkpoint(converted, tmp_path, capsys):
+    """The README's one command per task against a converted tiny release: weights, frozen VAE/T5, CLIP,
+    instructions, tokenizer and pinyin table all from the folder; 24 kHz mono of the right length."""
     out, _ = converted
     rng = np.random.default_rng(0)
     sf.write(tmp_path / "noisy.wav", rng.uniform(-0.3, 0.3, 16000).astype(np.float32), 16000)  # 1 s at 16 kHz
-    sf.write(tmp_path / "low.wav", rng.uniform(-0.3, 0.3, (6000, 2)).astype(np.float32), 8000)  # 0.75 s stereo
+    sf.write(tmp_path / "low.flac", rng.uniform(-0.3, 0.3, (6000, 2)).astype(np.float32), 8000)  # 0.75 s stereo
     _write_video(tmp_path / "clip.mp4")
-    requests = [
-        {"id": "dog", "task": "t2a", "caption": "a dog barks twice", "duration": 0.5},
-        {"id": "piano", "task": "t2m", "caption": "a calm piano melody"},
-        {"id": "hello", "task": "tts", "transcript": "Hello, this is a test."},
-        {"id": "song", "task": "svs", "music_score": "你好<sep>C4 | D4 E4<sep>0.3 | 0.2 0.2", "singer": "Alto-2"},
-        {"id": "noisy", "task": "se", "noisy_speech": "noisy.wav"},
-        {"id": "low", "task": "sr", "low_sr_audio": "low.wav"},
-        {"id": "clip", "task": "v2a", "video": "clip.mp4", "instruction_idx": 2},
-    ]
-    (tmp_path / "requests.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in requests))
-    stdout = _run_sample("--checkpoint", out, "--batch", tmp_path / "requests.jsonl", "--out_dir", tmp_path / "gen",
-                         "--num_steps", 2)  # fmt: skip
-    assert "converted release" in stdout
-    lengths = {}
-    for r in requests:
-        info = sf.info(str(tmp_path / "gen" / r["task"] / f"{r['id']}.wav"))
-        assert info.samplerate == 24000 and info.channels == 1 and info.frames > 0
-        lengths[r["id"]] = info.frames
-    assert lengths["dog"] == 12000 and lengths["noisy"] == 24000 and lengths["low"] == 18000
-    # One request from the command line, as the README writes it.
-    stdout = _run_sample("t2m", "--checkpoint", out, "--caption", "a calm piano melody", "--duration", "0.7",
-                         "--num_steps", 2, "--output", tmp_path / "piano.wav",
-                         "--compilation_cache", tmp_path / "xla")  # fmt: skip
-    info = sf.info(str(tmp_path / "piano.wav"))
-    assert info.samplerate == 24000 and info.frames == 16800 and "real-time factor" in stdout
-    assert any((tmp_path / "xla").iterdir())  # the compiled programs, for the next run
+    commands = {
+        "t2a": ["--caption", "a dog barks twice", "--duration", "0.5"],
+        "t2m": ["--caption", "a calm piano melody", "--instruction_idx", "2"],
+        "tts": ["--transcript", "Hello, this is a test."],
+        "svs": ["--singer", "Alto-2", "--music_score", "AP你好<sep>rest | C4 | D4 E4<sep>0.2 | 0.4 | 0.3 0.3"],
+        "se": ["--noisy_speech", tmp_path / "noisy.wav"],
+        "sr": ["--low_sr_audio", tmp_path / "low.flac"],
+        "v2a": ["--video", tmp_path / "clip.mp4"],
+    }
+    for task, inputs in commands.items():
+        output = tmp_path / f"{task}.wav"
+        _sample_command(task, "--checkpoint", out, *inputs, "--num_steps", 2, "--output", output,
+                        "--compilation_cache", tmp_path / "xla")  # fmt: skip
+        info = sf.info(str(output))
+        assert info.samplerate == 24000 and info.channels == 1 and info.frames > 0, task
+        expected = {"t2a": 12000, "se": 24000, "sr": 18000}.get(task)
+        assert expected is None or info.frames == expected, (task, info.frames)
+    stdout = capsys.readouterr().out
+    assert stdout.count("converted release") == len(commands) and "real-time factor" in stdout
+    assert (tmp_path / "v2a.mp4").exists()  # the video with the generated sound
+    assert any((tmp_path / "xla").iterdir())  # compiled programs kept for the next run

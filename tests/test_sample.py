@@ -96,9 +96,7 @@ def test_every_task_produces_audio(model, inputs, task):
 # The original CLI's word-level inputs: English text, and a music score with its pinyin table.
 CLI_CASES = {
     "tts": ["--transcript", "Hello, zyloph world 2!", "--speaker_embedding", "{d}/xvector.npy"],
-    "svs": ["--music_score", "AP你好<sep>rest | C4 | D4 E4<sep>0.2 | 0.4 | 0.3 0.3", "--pinyin_table",
-            "{d}/pinyin.txt", "--singer", "Alto-2"],
-}  # fmt: skip
+}  # fmt: skip  (SVS --music_score end to end: tests/test_convert.py, with a checkpoint's pinyin table)
 
 
 @pytest.mark.parametrize("task", list(CLI_CASES))
