@@ -94,26 +94,6 @@ def test_every_task_produces_audio(model, inputs, task):
 
 
 # The original CLI's word-level inputs: English text, and a music score with its pinyin table.
-CLI_CASES = {
-    "tts": ["--transcript", "Hello, zyloph world 2!", "--speaker_embedding", "{d}/xvector.npy"],
-}  # fmt: skip  (SVS --music_score end to end: tests/test_convert.py, with a checkpoint's pinyin table)
-
-
-@pytest.mark.parametrize("task", list(CLI_CASES))
-def test_cli_end_to_end_writes_24khz_wav(inputs, tmp_path, task):
-    out = tmp_path / f"{task}.wav"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-m", "uniflow_jax.sample", task, "--config", str(REPO / "configs/tiny.py"),
-         *[a.format(d=inputs) for a in CLI_CASES[task]], "--num_steps", "3", "--output", str(out)],
-        capture_output=True, text=True, env=env, cwd=REPO,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "real-time factor" in result.stdout and "RANDOM weights" in result.stdout
-    info = sf.info(str(out))
-    assert info.samplerate == 24000 and info.channels == 1 and info.frames % HOP == 0
-
-
 def test_word_level_inputs_become_the_model_inputs(model, inputs):
     tts = sample.build_sample(sample.tasks.get("tts"), {"transcript": "Hello world."}, model).sample
     assert list(tts["phoneme"]) == list(sample.symbols.tts_phone_ids("<eps> HH AH0 L OW1 W ER1 L D <eps>"))
@@ -227,16 +207,6 @@ def _run_cli(*args):
                             capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
-
-
-def test_workdir_cli_se_keeps_the_input_length(run, tmp_path):
-    noisy = tmp_path / "noisy.wav"
-    sf.write(noisy, np.random.default_rng(1).uniform(-0.3, 0.3, 11680).astype(np.float32), 16000)  # 0.73 s
-    out = tmp_path / "se.wav"
-    stdout = _run_cli("se", "--workdir", run.workdir, "--noisy_speech", noisy, "--num_steps", 2, "--output", out)
-    assert "step 1 (best by validation" in stdout and "real-time factor" in stdout
-    info = sf.info(str(out))
-    assert info.samplerate == 24000 and info.channels == 1 and info.frames == 17520  # 0.73 s at 24 kHz, not 37 hops
 
 
 def test_workdir_batch_of_every_task(run, inputs, tmp_path):

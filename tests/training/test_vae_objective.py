@@ -142,5 +142,5 @@ def test_a_silent_target_does_not_swamp_the_spectral_loss():
     rng = np.random.default_rng(0)
     silent = jnp.zeros((1, 4800))
     faint = jnp.asarray(rng.standard_normal((1, 4800)) * 1e-3, jnp.float32)
-    loss = float(vo.multi_resolution_stft_loss(faint, silent))
+    loss = float(vo.multi_resolution_stft_loss(faint, silent, fft_sizes=(512, 64)))
     assert np.isfinite(loss) and loss < 25.0  # without the floor: spectral convergence ~ 1e2 per resolution
