@@ -182,6 +182,12 @@ def _import(
         raise torch_import.WeightLoadError(f"{what}: {error}") from None
 
 
+def computed_buffers(make: Callable[[], nnx.Module]) -> nnx.State:
+    """The buffers (non-parameter constants) ``make()``'s module computes; jitted, so the unused parameter
+    initialisation is compiled away."""
+    return jax.jit(lambda: nnx.split_state(nnx.state(make()), nnx.Param, ...)[1])()
+
+
 def buffer_mismatches(state: nnx.State, fresh: nnx.State) -> list[str]:
     """Buffers (constants such as RoPE frequencies) whose stored values differ from the ones we compute."""
     ours = dict(nnx.to_flat_state(fresh))
@@ -220,9 +226,7 @@ def convert(release: str | pathlib.Path, t5_folder: str | pathlib.Path, clip_fol
         make_model, lambda: torch_import.read_safetensors(str(model_file)), names.UNIFLOW, str(model_file)
     )
     params, buffers = nnx.split_state(model_state, nnx.Param, ...)
-    # The constants we compute (jitted: the unused parameter initialisation is compiled away).
-    fresh = jax.jit(lambda: nnx.split_state(nnx.state(make_model()), nnx.Param, ...)[1])()
-    stale = buffer_mismatches(buffers, fresh)
+    stale = buffer_mismatches(buffers, computed_buffers(make_model))
     if stale:
         raise torch_import.WeightLoadError(f"{model_file}: buffers differ from the original's constants: {stale}")
 

@@ -19,7 +19,6 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 import yaml
@@ -29,7 +28,7 @@ from safetensors.numpy import save_file
 from uniflow_jax import config_lib, instructions, tasks
 from uniflow_jax.frontends import text
 from uniflow_jax.models import clip, t5, uniflow, vae
-from uniflow_jax.weights import names, torch_import, upstream_config
+from uniflow_jax.weights import names, release, torch_import, upstream_config
 
 _VAE = "models.autoencoder.waveform.stable_vae"
 _ENCODERS = "models.content_encoder"
@@ -314,8 +313,7 @@ def build(
 def _buffers(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     """The model's buffers (RoPE frequencies, ...) under their original names, as the original saves them."""
     cfg = config_lib.uniflow_config(config)
-    make = lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0))  # noqa: E731
-    buffers = jax.jit(lambda: nnx.split_state(nnx.state(make()), nnx.Param, ...)[1])()
+    buffers = release.computed_buffers(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0)))
     return torch_import.export_state(buffers, names.UNIFLOW)
 
 
