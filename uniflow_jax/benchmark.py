@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -71,11 +72,19 @@ def _memory(compiled: Any) -> dict[str, float]:
 
 
 def bench_train(
-    config: ml_collections.ConfigDict, mesh_shape: Sequence[int], batch: int, frames: int, context: int, repeats: int
+    config: ml_collections.ConfigDict,
+    mesh_shape: Sequence[int],
+    batch: int,
+    frames: int,
+    context: int,
+    repeats: int,
+    *,
+    cross_check: bool = True,
 ) -> dict[str, Any]:
-    """The backbone train step on a mesh: model FLOPs vs time."""
+    """The backbone train step on a mesh: model FLOPs vs time; with ``cross_check``, XLA's own count too."""
     cfg = config_lib.dit_config(config)
-    mesh, rules = parallel.make_mesh(mesh_shape), config_lib.mesh_rules(config)
+    devices = jax.devices()[: int(np.prod(mesh_shape))]  # the first devices: (1, 1, 1) runs on one of eight
+    mesh, rules = parallel.make_mesh(mesh_shape, devices), config_lib.mesh_rules(config)
     tx = optax.adamw(1e-4, weight_decay=0.01)
     with jax.set_mesh(mesh), parallel.axis_rules(rules):
         graphdef, params = nnx_utils.create_sharded(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0)), mesh, rules)
@@ -101,7 +110,10 @@ def bench_train(
             return step
 
         start = time.perf_counter()
-        compiled = jax.jit(make_step(graphdef), donate_argnums=(0, 1)).lower(params, opt_state, inputs).compile()
+        # The updated state keeps the state's shardings, so the donated outputs feed the next call as they are.
+        shardings = jax.tree.map(lambda a: a.sharding, (params, opt_state))
+        step_fn = jax.jit(make_step(graphdef), donate_argnums=(0, 1), out_shardings=(*shardings, None))
+        compiled = step_fn.lower(params, opt_state, inputs).compile()
         compile_s = time.perf_counter() - start
         state = [params, opt_state]
 
@@ -109,11 +121,12 @@ def bench_train(
             state[0], state[1], loss = compiled(state[0], state[1], inputs)
             return loss
 
-        seconds = timed(run, repeats)
-        # XLA counts a scan body once: cross-check on the same step with the layer stacks unrolled.
-        unrolled = dataclasses.replace(cfg, scan_unroll=cfg.depth // 2)
-        unrolled_def = nnx.graphdef(nnx.eval_shape(lambda: dit.DiT(unrolled, rngs=nnx.Rngs(0))))
-        xla = flops.xla_flops(jax.jit(make_step(unrolled_def)).lower(*state, inputs).compile())
+        seconds = timed(run, repeats, warm_up=cross_check)  # a scaling row checks overhead: no warm-up call
+        xla = None
+        if cross_check:  # XLA counts a scan body once: cross-check on the same step with the stacks unrolled
+            unrolled = dataclasses.replace(cfg, scan_unroll=cfg.depth // 2)
+            unrolled_def = nnx.graphdef(nnx.eval_shape(lambda: dit.DiT(unrolled, rngs=nnx.Rngs(0))))
+            xla = flops.xla_flops(jax.jit(make_step(unrolled_def)).lower(*state, inputs))  # uncompiled: fast
     analytic = flops.train_step_flops(cfg, batch, frames, context)
     devices = mesh.devices.size
     return {
@@ -124,7 +137,7 @@ def bench_train(
         "samples_per_s": batch / seconds,
         "latent_frames_per_s": batch * frames / seconds,
         "analytic_tflop_per_step": analytic / 1e12,
-        "xla_tflop_per_step": None if xla is None else xla * devices / 1e12,
+        "xla_tflop_per_step": None if xla is None else xla / 1e12,  # the whole (unpartitioned) program
         "tflops_per_device": analytic / seconds / devices / 1e12,
         "compile_s": compile_s,
         **_memory(compiled),
@@ -173,6 +186,7 @@ def bench_sampler(
     frozen_def, frozen_state = model.frozen
     backbone = jax.jit(lambda s, x, t, ta, ctx, m, cm: nnx.merge(graphdef, s).backbone(x, t, ta, ctx, m, cm))
     decode = jax.jit(lambda s, z: nnx.merge(frozen_def, s).vae.decode(z))
+    # Compiled ahead, so no warm-up call is needed (at full size one batch-8 call takes half a minute).
     for b in batches:
         cfg_b = 2 * b  # guidance doubles the batch
         x, ta = jnp.zeros((cfg_b, size, cfg.dit.latent_dim)), jnp.zeros((cfg_b, size, cfg.content_dim))
@@ -181,10 +195,12 @@ def bench_sampler(
             (jnp.ones((cfg_b, size), bool), jnp.ones((cfg_b, 16), bool)),
         )
         args = (x, jnp.full((cfg_b,), 500.0), ta, ctx, *masks)
-        call_s = timed(lambda a=args: backbone(state, *a), repeats)
+        backbone_b = backbone.lower(state, *args).compile()
+        call_s = timed(lambda f=backbone_b, a=args: f(state, *a), repeats, warm_up=False)
         z = jnp.zeros((b, size, cfg.vae.latent_dim))
-        decode_s = timed(lambda z=z: decode(frozen_state, z), repeats)
-        decode_flops = flops.xla_flops(decode.lower(frozen_state, z).compile())
+        decode_b = decode.lower(frozen_state, z).compile()
+        decode_s = timed(lambda f=decode_b, z=z: f(frozen_state, z), repeats, warm_up=False)
+        decode_flops = flops.xla_flops(decode_b)
         call_flops = flops.dit_forward_flops(cfg.dit, cfg_b, size, 16)
         request_s = steps * call_s + decode_s
         out[f"batch_{b}"] = {
@@ -211,6 +227,22 @@ def _define_flags() -> None:
     flags.DEFINE_integer("sampler_steps", 25, "Sampler: Euler steps.")
     flags.DEFINE_list("sampler_batches", ["1", "8"], "Sampler: batch sizes for the component figures.")
     flags.DEFINE_list("meshes", ["8,1,1", "2,2,2", "1,8,1"], "Scaling: (data,fsdp,tensor) meshes to run.")
+
+
+def _host_memory_shortfall(config: ml_collections.ConfigDict, mesh_shape: Sequence[int]) -> str | None:
+    """Why the train state of ``mesh_shape`` cannot fit in host memory, or None. Simulated CPU devices share
+    the host's memory, so every data-parallel replica of params, gradients and both Adam moments is one more
+    copy there (e.g. the small model on (8, 1, 1) needs ~37 GiB)."""
+    if jax.default_backend() != "cpu":
+        return None
+    cfg = config_lib.dit_config(config)
+    param_bytes = 4 * nnx_utils.count_parameters(nnx.state(nnx.eval_shape(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0)))))
+    needed = 4 * param_bytes * mesh_shape[0]  # params, grads, Adam mu and nu; sharded over fsdp x tensor
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed <= 0.75 * available:
+        return None
+    gib = 2**30
+    return f"train state: {mesh_shape[0]} replicas need ~{needed / gib:.0f} GiB; the host has {available / gib:.0f}"
 
 
 def _ratio(tflops: float | None, reference: float) -> float | None:
@@ -269,8 +301,17 @@ def main(argv: Sequence[str]) -> None:
             if int(np.prod(shape)) > jax.device_count():
                 print(f"scaling {mesh}: skipped ({jax.device_count()} devices)")
                 continue
+            if (too_big := _host_memory_shortfall(config, shape)) is not None:
+                print(f"scaling {mesh}: skipped ({too_big})")
+                continue
             row = bench_train(
-                config, shape, values.train_batch, values.train_frames, values.context_len, values.repeats
+                config,
+                shape,
+                values.train_batch,
+                values.train_frames,
+                values.context_len,
+                values.repeats,
+                cross_check=False,  # the same program as the train figure's, partitioned
             )
             report["scaling"].append(row)
             print(

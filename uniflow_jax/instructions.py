@@ -24,25 +24,31 @@ def key(task: str, index: int) -> str:
     return f"{tasks.get(task).id}_{index}"
 
 
-def text_encoder(graphdef: nnx.GraphDef, state: nnx.State, tokenizer: T5Tokenizer) -> Callable[[str], np.ndarray]:
-    """text → T5 last hidden state (L, D) of its tokens (EOS included); padded to a multiple of 32 so that a
-    handful of programs serve every length (padded keys are masked, so the valid rows do not change)."""
+def text_encoder(
+    graphdef: nnx.GraphDef, state: nnx.State, tokenizer: T5Tokenizer
+) -> Callable[[Sequence[str]], list[np.ndarray]]:
+    """texts → the T5 last hidden state (L, D) of each one's tokens (EOS included), in one batched call:
+    padded to the longest, rounded up to a multiple of 32, so that a handful of programs serve every length
+    (padded keys are masked, so the valid rows do not change)."""
     forward = jax.jit(lambda s, ids, mask: nnx.merge(graphdef, s)(ids, mask))
 
-    def encode(text: str) -> np.ndarray:
-        ids = tokenizer.encode(text)
-        width = -(-len(ids) // 32) * 32
-        padded = np.zeros((1, width), np.int32)
-        padded[0, : len(ids)] = ids
-        out = forward(state, jnp.asarray(padded), jnp.arange(width)[None] < len(ids))
-        return np.asarray(out[0, : len(ids)])
+    def encode(texts: Sequence[str]) -> list[np.ndarray]:
+        ids = [tokenizer.encode(text) for text in texts]
+        width = -(-max(len(i) for i in ids) // 32) * 32
+        padded = np.zeros((len(ids), width), np.int32)
+        for row, tokens in enumerate(ids):
+            padded[row, : len(tokens)] = tokens
+        lengths = np.array([len(i) for i in ids])
+        out = np.asarray(forward(state, jnp.asarray(padded), jnp.arange(width)[None] < lengths[:, None]))
+        return [out[row, :n] for row, n in enumerate(lengths)]
 
     return encode
 
 
-def encode_all(encode: Callable[[str], np.ndarray]) -> Bank:
-    """All instructions of every task, keyed as the released HDF5 file."""
-    return {key(task, k): encode(text) for task, texts in tasks.instructions().items() for k, text in enumerate(texts)}
+def encode_all(encode: Callable[[Sequence[str]], list[np.ndarray]]) -> Bank:
+    """All instructions of every task, keyed as the released HDF5 file (one batched call)."""
+    keyed = [(key(task, k), text) for task, texts in tasks.instructions().items() for k, text in enumerate(texts)]
+    return dict(zip([name for name, _ in keyed], encode([text for _, text in keyed]), strict=True))
 
 
 def read_h5(path: str | pathlib.Path) -> Bank:

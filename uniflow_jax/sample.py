@@ -266,7 +266,7 @@ class LoadedModel:
         if self._encode is None:
             raise ValueError("the run has no data.tokenizer: free-text instructions cannot be encoded")
         if sentence not in self._encoded:
-            self._encoded[sentence] = self._encode(sentence)
+            self._encoded[sentence] = self._encode([sentence])[0]
         return self._encoded[sentence]
 
     def instruction(self, task: tasks.Task, free_text: str | None, index: int) -> np.ndarray:

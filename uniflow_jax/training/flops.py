@@ -128,15 +128,16 @@ def device_peak_flops(device: Any, override: float | None = None) -> float | Non
     return None if tflops is None else tflops * 1e12
 
 
-def measure_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+def measure_matmul_flops(n: int = 2048, seconds: float = 2.0) -> float:
     """Measured FLOP/s of an f32 n×n matmul on the default device: the practical ceiling on CPU, where no
-    data-sheet peak applies. Median of ``repeats`` timed runs after one warm-up (compile) run."""
+    data-sheet peak applies. Median over at least ``seconds`` of timed runs (at least 5) after one warm-up
+    (compile) run: a handful of runs drifts by ±10 % on a shared 2-core machine."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     matmul = jax.jit(jnp.matmul)
     matmul(a, b).block_until_ready()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < 5 or sum(times) < seconds:
         start = time.perf_counter()
         matmul(a, b).block_until_ready()
         times.append(time.perf_counter() - start)
@@ -144,9 +145,9 @@ def measure_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def xla_flops(compiled: Any) -> float | None:
-    """FLOPs from a compiled executable's ``cost_analysis()`` (a dict, or a list of dicts in older jax — then
-    the first), or None when the backend does not report them. For an SPMD-partitioned program this is the
-    per-device count."""
+    """FLOPs from the ``cost_analysis()`` of a compiled executable or of a lowered (not yet compiled) program
+    — a dict, or a list of dicts in older jax (then the first) — or None when the backend does not report
+    them. A compiled SPMD-partitioned program counts per device; a lowered one counts the whole program."""
     try:
         cost = compiled.cost_analysis()
     except Exception:  # some backends raise instead of returning nothing
