@@ -121,7 +121,7 @@ def bench_train(
             state[0], state[1], loss = compiled(state[0], state[1], inputs)
             return loss
 
-        seconds = timed(run, repeats, warm_up=cross_check)  # a scaling row checks overhead: no warm-up call
+        seconds = timed(run, repeats)
         xla = None
         if cross_check:  # XLA counts a scan body once: cross-check on the same step with the stacks unrolled
             unrolled = dataclasses.replace(cfg, scan_unroll=cfg.depth // 2)

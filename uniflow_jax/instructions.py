@@ -34,11 +34,11 @@ def text_encoder(
 
     def encode(texts: Sequence[str]) -> list[np.ndarray]:
         ids = [tokenizer.encode(text) for text in texts]
-        width = -(-max(len(i) for i in ids) // 32) * 32
+        lengths = np.array([len(tokens) for tokens in ids])
+        width = -(-lengths.max() // 32) * 32
         padded = np.zeros((len(ids), width), np.int32)
         for row, tokens in enumerate(ids):
             padded[row, : len(tokens)] = tokens
-        lengths = np.array([len(i) for i in ids])
         out = np.asarray(forward(state, jnp.asarray(padded), jnp.arange(width)[None] < lengths[:, None]))
         return [out[row, :n] for row, n in enumerate(lengths)]
 

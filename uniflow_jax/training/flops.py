@@ -144,12 +144,12 @@ def measure_matmul_flops(n: int = 2048, seconds: float = 2.0) -> float:
     return 2.0 * n**3 / statistics.median(times)
 
 
-def xla_flops(compiled: Any) -> float | None:
+def xla_flops(program: Any) -> float | None:
     """FLOPs from the ``cost_analysis()`` of a compiled executable or of a lowered (not yet compiled) program
     — a dict, or a list of dicts in older jax (then the first) — or None when the backend does not report
     them. A compiled SPMD-partitioned program counts per device; a lowered one counts the whole program."""
     try:
-        cost = compiled.cost_analysis()
+        cost = program.cost_analysis()
     except Exception:  # some backends raise instead of returning nothing
         return None
     if isinstance(cost, list | tuple):
