@@ -66,6 +66,17 @@ class Linear(nnx.Linear):
             rngs=rngs,
         )
 
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return tokens_2d(super().__call__, x)
+
+
+def tokens_2d(fn: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+    """Applies a per-token ``fn`` to (..., C) as one (tokens, C) matrix. A weight gradient then contracts a
+    single tokens axis, which XLA:CPU reads in place; contracting (batch, time) it first transposed the
+    wider operand (a 2000×2048 copy per layer)."""
+    y = fn(x.reshape(-1, x.shape[-1]))
+    return y.reshape(*x.shape[:-1], y.shape[-1])
+
 
 class LayerNorm(nnx.LayerNorm):
     """Affine LayerNorm over the last axis (PyTorch defaults: eps 1e-5), statistics in float32."""
@@ -283,8 +294,8 @@ class GEGLUFeedForward(nnx.Module):
         proj = self.proj_in
         x, kernel, bias = proj.promote_dtype((x, proj.kernel[...], proj.bias[...]), dtype=proj.dtype)
         hidden = kernel.shape[1] // 2
-        value = x @ kernel[:, :hidden] + bias[:hidden]
-        gate = x @ kernel[:, hidden:] + bias[hidden:]
+        value = tokens_2d(lambda t: t @ kernel[:, :hidden] + bias[:hidden], x)
+        gate = tokens_2d(lambda t: t @ kernel[:, hidden:] + bias[hidden:], x)
         h = parallel.constrain(value * gelu(gate), ("batch", "length", "mlp"))
         return self.proj_out(h)
 
