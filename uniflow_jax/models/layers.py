@@ -347,16 +347,16 @@ def scan_stack(
     graphdef, state = nnx.split(stack)
     leaves, treedef = jax.tree.flatten(state)
     is_vector = [leaf.ndim <= 2 and jnp.issubdtype(leaf.dtype, jnp.floating) for leaf in leaves]
-    vectors = [leaf for leaf, v in zip(leaves, is_vector) if v]
-    matrices = [leaf for leaf, v in zip(leaves, is_vector) if not v]
+    vectors = {i: leaf for i, leaf in enumerate(leaves) if is_vector[i]}
+    matrices = {i: leaf for i, leaf in enumerate(leaves) if not is_vector[i]}
 
     def step(carry, inputs):
         index, carry = carry
         layer_matrices, x = inputs
-        vector_iter, matrix_iter = iter(vectors), iter(layer_matrices)
-        layer_leaves = [_select_layer(next(vector_iter), index) if v else next(matrix_iter) for v in is_vector]
-        layer = nnx.merge(graphdef, jax.tree.unflatten(treedef, layer_leaves))
-        carry, y = body(layer, carry, x)
+        layer = {**{i: _select_layer(v, index) for i, v in vectors.items()}, **layer_matrices}
+        carry, y = body(
+            nnx.merge(graphdef, jax.tree.unflatten(treedef, [layer[i] for i in range(len(leaves))])), carry, x
+        )
         return (index + 1, carry), y
 
     if remat_policy is not None:
