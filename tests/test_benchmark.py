@@ -20,3 +20,16 @@ def test_train_step_figures(mesh):
         assert abs(row["xla_tflop_per_step"] / row["analytic_tflop_per_step"] - 1) < 0.1
     else:
         assert row["xla_tflop_per_step"] is None
+
+
+@pytest.mark.parametrize(("budget_s", "calls"), [(math.inf, 5), (25.0, 3), (15.0, 2), (0.0, 2)])
+def test_timed_stops_once_the_budget_is_spent_after_two_calls(monkeypatch, budget_s, calls):
+    clock = {"now": 0.0, "calls": 0}
+
+    def call():  # each call takes 10 s of a fake clock
+        clock["now"] += 10.0
+        clock["calls"] += 1
+
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock["now"])
+    assert benchmark.timed(call, 5, warm_up=False, budget_s=budget_s) == 10.0
+    assert clock["calls"] == calls

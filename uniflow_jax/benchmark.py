@@ -1,6 +1,8 @@
 """How fast and how efficient: ``python -m uniflow_jax.benchmark --config configs/<name>.py [--json OUT]``.
 
-Figures, each measured in this run (median of ``--repeats`` timed calls after a warm-up call):
+Figures, each measured in this run: the median of ``--repeats`` timed calls after a warm-up call, or of fewer
+(at least two) once they have taken ``--figure_seconds`` — a whole run of ``small`` on a 2-core CPU then
+fits in 10 minutes:
 
 * ``reference``: the FLOP/s every ratio is quoted against — the chip's bf16 peak from the table on TPU/GPU,
   a measured float32 2048² matmul on CPU (where no data-sheet peak applies);
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import statistics
 import time
@@ -40,12 +43,13 @@ from uniflow_jax.models import dit, uniflow
 from uniflow_jax.training import flops
 
 
-def timed(fn: Callable[[], Any], repeats: int, *, warm_up: bool = True) -> float:
-    """Median wall time of ``fn()`` (results blocked on), after one untimed call unless ``warm_up`` is False."""
+def timed(fn: Callable[[], Any], repeats: int, *, warm_up: bool = True, budget_s: float = math.inf) -> float:
+    """Median wall time of up to ``repeats`` calls of ``fn()`` (results blocked on), after one untimed call
+    unless ``warm_up`` is False; stops early, after two calls at least, once the calls have taken ``budget_s``."""
     if warm_up:
         jax.block_until_ready(fn())
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats and (len(times) < 2 or sum(times) < budget_s):
         start = time.perf_counter()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
@@ -79,6 +83,7 @@ def bench_train(
     context: int,
     repeats: int,
     *,
+    budget_s: float = math.inf,
     cross_check: bool = True,
 ) -> dict[str, Any]:
     """The backbone train step on a mesh: model FLOPs vs time; with ``cross_check``, XLA's own count too."""
@@ -121,7 +126,7 @@ def bench_train(
             state[0], state[1], loss = compiled(state[0], state[1], inputs)
             return loss
 
-        seconds = timed(run, repeats)
+        seconds = timed(run, repeats, budget_s=budget_s)
         xla = None
         if cross_check:  # XLA counts a scan body once: cross-check on the same step with the stacks unrolled
             unrolled = dataclasses.replace(cfg, scan_unroll=cfg.depth // 2)
@@ -164,7 +169,13 @@ class _RandomModel:
 
 
 def bench_sampler(
-    config: ml_collections.ConfigDict, seconds: float, steps: int, batches: Sequence[int], repeats: int
+    config: ml_collections.ConfigDict,
+    seconds: float,
+    steps: int,
+    batches: Sequence[int],
+    repeats: int,
+    *,
+    budget_s: float = math.inf,
 ) -> dict[str, Any]:
     model = _RandomModel(config)
     cfg, rate = model.cfg, config.model.sample_rate
@@ -177,7 +188,7 @@ def bench_sampler(
         start = time.perf_counter()
         wave = call()[0]
         first = time.perf_counter() - start
-        steady = timed(call, repeats, warm_up=False)  # the first call compiled everything
+        steady = timed(call, repeats, warm_up=False, budget_s=budget_s)  # the first call compiled everything
         out[key] = {"time_to_first_audio_s": first, "steady_s": steady, "real_time_factor": steady / seconds,
                     "samples": len(wave)}  # fmt: skip
     # Components: one backbone call (doubled batch under guidance) and the VAE decode, per batch size.
@@ -196,10 +207,10 @@ def bench_sampler(
         )
         args = (x, jnp.full((cfg_b,), 500.0), ta, ctx, *masks)
         backbone_b = backbone.lower(state, *args).compile()
-        call_s = timed(lambda f=backbone_b, a=args: f(state, *a), repeats, warm_up=False)
+        call_s = timed(lambda f=backbone_b, a=args: f(state, *a), repeats, warm_up=False, budget_s=budget_s)
         z = jnp.zeros((b, size, cfg.vae.latent_dim))
         decode_b = decode.lower(frozen_state, z).compile()
-        decode_s = timed(lambda f=decode_b, z=z: f(frozen_state, z), repeats, warm_up=False)
+        decode_s = timed(lambda f=decode_b, z=z: f(frozen_state, z), repeats, warm_up=False, budget_s=budget_s)
         decode_flops = flops.xla_flops(decode_b)
         call_flops = flops.dit_forward_flops(cfg.dit, cfg_b, size, 16)
         request_s = steps * call_s + decode_s
@@ -220,6 +231,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
     flags.DEFINE_list("parts", ["train", "sampler", "scaling"], "What to measure: train, sampler, scaling.")
     flags.DEFINE_integer("repeats", 5, "Timed calls per figure (median).")
+    flags.DEFINE_float("figure_seconds", 20.0, "A figure stops after two calls at least once its calls took this long.")
     flags.DEFINE_integer("train_batch", 8, "Train step: batch size.")
     flags.DEFINE_integer("train_frames", 250, "Train step: latent frames per sample (50 per second).")
     flags.DEFINE_integer("context_len", 64, "Cross-attention context tokens.")
@@ -277,7 +289,13 @@ def main(argv: Sequence[str]) -> None:
     print(f"reference: {reference / 1e12:.3f} TFLOP/s ({source}) on {jax.device_count()} x {report['device_kind']}")
     if "train" in values.parts:
         train = bench_train(
-            config, (1, 1, 1), values.train_batch, values.train_frames, values.context_len, values.repeats
+            config,
+            (1, 1, 1),
+            values.train_batch,
+            values.train_frames,
+            values.context_len,
+            values.repeats,
+            budget_s=values.figure_seconds,
         )
         train["fraction_of_reference"] = _ratio(train["tflops_per_device"], reference)
         report["train"] = train
@@ -290,7 +308,14 @@ def main(argv: Sequence[str]) -> None:
               f"compile {train['compile_s']:.1f} s")  # fmt: skip
     if "sampler" in values.parts:
         batches = [int(b) for b in values.sampler_batches]
-        sampler = bench_sampler(config, values.sampler_seconds, values.sampler_steps, batches, values.repeats)
+        sampler = bench_sampler(
+            config,
+            values.sampler_seconds,
+            values.sampler_steps,
+            batches,
+            values.repeats,
+            budget_s=values.figure_seconds,
+        )
         report["sampler"] = sampler
         for key in ("guidance_5", "guidance_1"):
             s = sampler[key]
@@ -323,6 +348,7 @@ def main(argv: Sequence[str]) -> None:
                 values.train_frames,
                 values.context_len,
                 values.repeats,
+                budget_s=values.figure_seconds,
                 cross_check=False,  # the same program as the train figure's, partitioned
             )
             report["scaling"].append(row)
