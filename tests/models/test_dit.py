@@ -140,7 +140,7 @@ def _loss_and_grad(cfg: dit.DiTConfig, state: nnx.State):
 
 @pytest.fixture(scope="module")
 def no_remat_loss_and_grad(tiny):
-    return _loss_and_grad(TINY, tiny[1])
+    return _loss_and_grad(dataclasses.replace(TINY, remat="none"), tiny[1])
 
 
 @pytest.mark.parametrize("remat", ["full", "dots"])

@@ -38,7 +38,7 @@ class DiTConfig:
     context_dim: int = 1024
     ta_context_dim: int = 1024
     time_freq_dim: int = 256
-    remat: str = "none"
+    remat: str = "dots"
     dtype: str = "float32"
     scan_unroll: int = 1  # layers per scan iteration (1: compile time independent of depth)
 

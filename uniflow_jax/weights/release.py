@@ -133,9 +133,11 @@ def our_config(
         typed.cfg_drop_prob,
     )
     built = config_lib.uniflow_config(config)
-    # Fields the release does not decide: compute dtypes, and the x-vector width of the singer-id encoder.
+    # Fields the release does not decide: how the backbone executes (compute dtype, rematerialisation, scan
+    # unrolling), the VAE's compute dtype, and the x-vector width of the singer-id encoder.
     replace = dataclasses.replace
-    expected = replace(typed, dit=replace(typed.dit, dtype=built.dit.dtype),
+    run_fields = {k: getattr(built.dit, k) for k in ("dtype", "remat", "scan_unroll")}
+    expected = replace(typed, dit=replace(typed.dit, **run_fields),
                        vae=replace(typed.vae, dtype=built.vae.dtype),
                        score=replace(typed.score, speaker_dim=built.score.speaker_dim))  # fmt: skip
     if built != expected:  # every field of the release must have landed in our config
