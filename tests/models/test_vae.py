@@ -26,6 +26,14 @@ def test_real_size_parameter_count_equals_manifest(ref_dir):
     assert nnx_utils.count_parameters(state, nnx.Param) == manifest.count_elements(shapes) == 43_846_785
 
 
+def test_sin_squared_matches_float64_sine_and_its_derivative():
+    x = np.linspace(-2e4, 2e4, 2_000_001, dtype=np.float32)
+    exact = np.sin(x.astype(np.float64)) ** 2
+    assert np.abs(np.asarray(jax.jit(vae.sin_squared)(x)) - exact).max() <= 5e-7
+    grad = jax.grad(lambda v: vae.sin_squared(v).sum())(jnp.asarray(x[::997]))
+    np.testing.assert_allclose(grad, np.sin(2 * x[::997].astype(np.float64)), atol=3e-6)
+
+
 @pytest.mark.parametrize("stride", [2, 4, 6, 10])
 def test_conv_transpose_matches_direct_definition(stride):
     """Transposed conv = scatter-add of kernel copies, trimmed by ``padding`` on both sides (PyTorch)."""

@@ -1,4 +1,4 @@
-"""Analytic DiT FLOPs against XLA's cost analysis; peak-FLOP table lookups."""
+"""Analytic DiT and VAE-decoder FLOPs against XLA's cost analysis; peak-FLOP table lookups."""
 
 import dataclasses
 import functools
@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from uniflow_jax import config_lib
+from uniflow_jax.models import vae
 from uniflow_jax.models.dit import DiT
 from uniflow_jax.training import flops
 
@@ -58,6 +59,18 @@ def test_train_step_flops_match_xla(xla_counts):
     analytic = flops.train_step_flops(cfg, BATCH, FRAMES, CONTEXT)
     assert analytic == 3 * flops.dit_forward_flops(cfg, BATCH, FRAMES, CONTEXT)
     assert analytic == pytest.approx(xla_train, rel=0.10)
+
+
+@pytest.mark.parametrize("strides", [(2, 4, 6, 10), (3, 5)])
+def test_vae_decode_flops_match_xla(strides, monkeypatch):
+    """The decoder's convolutions (Snake replaced by the identity, so XLA counts little else: biases and the
+    weight norms) against the analytic count, odd strides and edge taps included."""
+    monkeypatch.setattr(vae.SnakeBeta, "__call__", lambda self, x: x)
+    cfg = vae.VAEConfig(channels=16, c_mults=(1, 2, 4, 8)[: len(strides)], strides=strides, latent_dim=8)
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: vae.VAE(cfg, rngs=nnx.Rngs(0))))
+    latent = jnp.zeros((2, 40, cfg.latent_dim))
+    compiled = jax.jit(lambda s: nnx.merge(graphdef, s).decode(latent)).lower(state).compile()
+    assert flops.vae_decode_flops(cfg, 2, 40) == pytest.approx(flops.xla_flops(compiled), rel=0.02)
 
 
 def test_forward_flops_scaling():

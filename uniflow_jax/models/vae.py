@@ -83,6 +83,26 @@ class WNConv1d(nnx.Module):
         return layers.conv1d(x, self.kernel(), bias, stride=self.stride, padding=self.padding, dilation=self.dilation)
 
 
+# π split for Cody–Waite range reduction: k·_PI_HIGH is exact in float32 for |k| < 2¹⁶.
+_PI_HIGH = 3.140625
+_PI_LOW = math.pi - _PI_HIGH
+
+
+def sin_squared(x: jax.Array) -> jax.Array:
+    """sin²(x) from multiplies and adds only: reduced by the nearest multiple of π (sin² has period π, so the
+    reduced sine's sign does not matter) and the degree-11 Taylor polynomial on [−π/2, π/2]. Snake evaluates
+    sin on every sample of every decoder layer, and XLA:CPU's ``sin`` is not vectorised: this form is 5×
+    faster there (a fifth of the whole decode). Absolute error ≤ 5e-7 for |x| ≤ 2·10⁴ (float32 ``sin``: 1e-7).
+    """
+    k = jnp.round(x * (1 / math.pi))
+    r = (x - k * _PI_HIGH) - k * _PI_LOW
+    r2 = r * r
+    poly = 0.0
+    for n in (11, 9, 7, 5, 3, 1):  # Horner over r²: Σ (−1)^((n−1)/2) r^(n−1) / n!
+        poly = poly * r2 + (-1) ** ((n - 1) // 2) / math.factorial(n)
+    return jnp.square(r * poly)
+
+
 class SnakeBeta(nnx.Module):
     """x + sin²(x·e^α) / (e^β + 1e-9), per channel, log-scale parameters initialised to 0."""
 
@@ -93,7 +113,7 @@ class SnakeBeta(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         alpha = jnp.exp(self.alpha[...]).astype(x.dtype)
         beta = jnp.exp(self.beta[...]).astype(x.dtype)
-        return x + jnp.square(jnp.sin(x * alpha)) / (beta + 1e-9)
+        return x + sin_squared(x * alpha) / (beta + 1e-9)
 
 
 class Sequential(nnx.Module):

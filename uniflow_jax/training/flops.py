@@ -1,4 +1,4 @@
-"""Analytic FLOP accounting for the DiT and model-FLOPs utilisation (MFU).
+"""Analytic FLOP accounting for the DiT and the VAE decoder, and model-FLOPs utilisation (MFU).
 
 MFU = analytic *model* FLOPs of one train step / step time / peak FLOP/s of the chips that ran it. The count is
 analytic (not XLA's) so that it does not change with fusion, rematerialisation or the backend: recomputation under
@@ -12,6 +12,7 @@ them per token overstates a DiT's FLOPs by a lot at small widths (see ../shared/
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from uniflow_jax.models.dit import DiTConfig
+from uniflow_jax.models.vae import VAEConfig
 
 # Dense (no sparsity) bf16 peak per chip, in TFLOP/s, from the vendors' data sheets. MFU is quoted against the
 # bf16 figure even for f32 runs (the usual convention; f32 runs then simply show a low MFU).
@@ -103,6 +105,42 @@ def train_step_flops(cfg: DiTConfig, batch: int, frames: int, context_len: int) 
     cache the VAE does not run at all. Recomputation under ``cfg.remat`` is not counted (MFU, not HFU).
     """
     return 3.0 * dit_forward_flops(cfg, batch, frames, context_len)
+
+
+def _count(n: int, offset: int, step: int, end: int) -> int:
+    """How many i in [0, n) have 0 <= i·step + offset < end."""
+    first = max(0, -(offset // step))
+    last = min(n - 1, (end - 1 - offset) // step)
+    return max(0, last - first + 1)
+
+
+def _conv(kernel: int, c_in: int, c_out: int, frames: int, dilation: int = 1) -> float:
+    """A 'same' convolution (padding dilation·(kernel−1)/2), counting only taps that fall inside the input."""
+    pad = dilation * (kernel - 1) // 2
+    pairs = sum(_count(frames, tap * dilation - pad, 1, frames) for tap in range(kernel))
+    return 2.0 * pairs * c_in * c_out
+
+
+def _conv_transpose(kernel: int, stride: int, padding: int, c_in: int, c_out: int, frames: int) -> tuple[float, int]:
+    """FLOPs and output length of a transposed convolution, counting its real multiplies: each (input frame, tap)
+    pair whose output survives the cropping by ``padding`` — not the zeros that a stride would insert."""
+    out = (frames - 1) * stride + kernel - 2 * padding
+    pairs = sum(_count(frames, tap - padding, stride, out) for tap in range(kernel))
+    return 2.0 * pairs * c_in * c_out, out
+
+
+def vae_decode_flops(cfg: VAEConfig, batch: int, frames: int) -> float:
+    """Convolution FLOPs of one ``VAE.decode`` of (batch, frames) latents, layer by layer as models/vae.py's
+    decoder computes them. Like XLA's cost analysis, taps that meet only padding are not counted."""
+    widths = [cfg.channels * m for m in (1, *cfg.c_mults)]
+    t = frames
+    flops = _conv(7, cfg.latent_dim, widths[-1], t)
+    for i in reversed(range(len(cfg.strides))):
+        stride, c_in, c_out = cfg.strides[i], widths[i + 1], widths[i]
+        up, t = _conv_transpose(2 * stride, stride, math.ceil(stride / 2), c_in, c_out, t)
+        flops += up + sum(_conv(7, c_out, c_out, t, d) + _conv(1, c_out, c_out, t) for d in (1, 3, 9))
+    flops += _conv(7, cfg.channels, cfg.io_channels, t)
+    return batch * flops
 
 
 def peak_tflops_for_kind(device_kind: str) -> float | None:
