@@ -118,6 +118,7 @@ class DiTBlock(nnx.Module):
         x: jax.Array,
         skip: jax.Array | None,
         time_silu: jax.Array,
+        rope: jax.Array,
         conditioning: dict[str, jax.Array],
         x_mask: jax.Array,
         context_mask: jax.Array,
@@ -126,7 +127,7 @@ class DiTBlock(nnx.Module):
             x = self.skip_linear(self.skip_norm(jnp.concatenate([x, skip], axis=-1)))
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(time_silu)
         h = layers.modulate(self.norm1(x), shift1, scale1)
-        x = x + jnp.tanh(1 - gate1)[:, None, :] * self.attn(h, h, x_mask)
+        x = x + jnp.tanh(1 - gate1)[:, None, :] * self.attn(h, h, x_mask, rope)
         x = x + conditioning["ta"]
         x = x + self.cross_attn.attend(self.norm2(x), conditioning["k"], conditioning["v"], context_mask)
         h = layers.modulate(self.norm3(x), shift2, scale2)
@@ -201,7 +202,9 @@ class DiT(nnx.Module):
             conditioning = self.conditioning(ta_context, context)
         h = parallel.constrain(self.patch_embed(x.astype(dtype)), ("batch", "length", "embed"))
         time_silu = jax.nn.silu(self.time_embed(timesteps))
-        args = (time_silu,)
+        # One RoPE table for every block, computed outside the layer loops (see Rotary.table): all blocks have
+        # the same head size and frequencies (the per-block inv_freq buffers are equal; kept for checkpoints).
+        args = (time_silu, self.mid_block.attn.rotary.table(t))
         masks = (x_mask, context_mask)
 
         policy, unroll = REMAT_POLICIES[self.cfg.remat], self.cfg.scan_unroll

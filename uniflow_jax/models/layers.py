@@ -169,15 +169,20 @@ def rope_inv_freq(head_dim: int, base: float = 10000.0) -> jax.Array:
     return 1.0 / (base ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
 
 
-def apply_rope(x: jax.Array, inv_freq: jax.Array) -> jax.Array:
-    """Rotary embedding, rotate-half layout, positions 0..T−1, computed in float32. x: (B, T, H, Dh)."""
-    positions = jnp.arange(x.shape[1], dtype=jnp.float32)
-    freqs = positions[:, None] * inv_freq[None, :]
-    angles = jnp.concatenate([freqs, freqs], axis=-1)[None, :, None, :]
+def rope_table(inv_freq: jax.Array, length: int) -> jax.Array:
+    """cos and sin of the rotary angles of positions 0..length−1, rotate-half layout: (2, length, Dh), float32."""
+    freqs = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    angles = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.stack([jnp.cos(angles), jnp.sin(angles)])
+
+
+def apply_rope(x: jax.Array, table: jax.Array) -> jax.Array:
+    """Rotary embedding with a :func:`rope_table`, computed in float32. x: (B, T, H, Dh)."""
+    cos, sin = table[0][None, :, None, :], table[1][None, :, None, :]
     xf = x.astype(jnp.float32)
     x1, x2 = jnp.split(xf, 2, axis=-1)
     rotated = jnp.concatenate([-x2, x1], axis=-1)
-    return (xf * jnp.cos(angles) + rotated * jnp.sin(angles)).astype(x.dtype)
+    return (xf * cos + rotated * sin).astype(x.dtype)
 
 
 def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None) -> jax.Array:
@@ -220,10 +225,12 @@ class Attention(nnx.Module):
         if rope:
             self.rotary = Rotary(head_dim)
 
-    def __call__(self, x: jax.Array, context: jax.Array, key_mask: jax.Array | None) -> jax.Array:
-        return self.attend(x, *self.key_values(context), key_mask)
+    def __call__(
+        self, x: jax.Array, context: jax.Array, key_mask: jax.Array | None, rope: jax.Array | None = None
+    ) -> jax.Array:
+        return self.attend(x, *self.key_values(context, rope), key_mask, rope)
 
-    def key_values(self, context: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def key_values(self, context: jax.Array, rope: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """Keys (normed, rotated for self-attention) and values (B, S, H, Dh) of ``context``: a constant of a
         whole generation for cross-attention, so the sampler computes them once."""
         b, s, d = context.shape
@@ -231,14 +238,18 @@ class Attention(nnx.Module):
         k = self.norm_k(self.to_k(context).reshape(b, s, *heads))
         v = self.to_v(context).reshape(b, s, *heads)
         if hasattr(self, "rotary"):
-            k = self.rotary(k)
+            k = apply_rope(k, self.rotary.table(s) if rope is None else rope)
         return k.astype(v.dtype), v
 
-    def attend(self, x: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None) -> jax.Array:
+    def attend(
+        self, x: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None, rope: jax.Array | None = None
+    ) -> jax.Array:
+        """Attention of ``x``'s queries to ``k``/``v``; ``rope``: the :meth:`Rotary.table` for ``x``'s length
+        when the caller has it (else computed here)."""
         b, t, d = x.shape
         q = self.norm_q(self.to_q(x).reshape(b, t, self.num_heads, d // self.num_heads))
         if hasattr(self, "rotary"):
-            q = self.rotary(q)
+            q = apply_rope(q, self.rotary.table(t) if rope is None else rope)
         q = parallel.constrain(q.astype(v.dtype), ("batch", "length", "heads", "kv"))
         return self.proj(masked_attention(q, k, v, key_mask).reshape(b, t, d))
 
@@ -268,8 +279,11 @@ class Rotary(nnx.Module):
     def __init__(self, head_dim: int):
         self.inv_freq = Buffer(rope_inv_freq(head_dim), axes=("kv",), torch="plain")
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return apply_rope(x, self.inv_freq[...])
+    def table(self, length: int) -> jax.Array:
+        """The (2, length, Dh) cos/sin table. A loop over layers computes it once, outside the loop (see
+        ``DiT.__call__``): inside, XLA:CPU fuses cos and sin into each (B, T, H, Dh) consumer and evaluates them
+        once per head and sample, and a per-layer table sliced from a stack is no better (9 % of a train step)."""
+        return rope_table(self.inv_freq[...], length)
 
 
 def gelu(x: jax.Array) -> jax.Array:
