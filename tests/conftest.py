@@ -14,6 +14,7 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -31,3 +32,24 @@ def ref_dir() -> pathlib.Path:
 @pytest.fixture(scope="session", autouse=True)
 def eight_devices() -> None:
     assert jax.device_count() == 8, f"expected 8 simulated devices, got {jax.device_count()}"
+
+
+def _write_video(path: pathlib.Path, seconds: float = 1.2, fps: int = 25, codec: str = "mpeg4") -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(int(seconds * fps)):
+            image = np.zeros((48, 64, 3), np.uint8)
+            image[:, : (i * 3) % 64] = 255  # a bar sweeping across: visual events over time
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture(scope="session")
+def write_video():
+    """``write_video(path, seconds=1.2, fps=25, codec="mpeg4")``: a 64×48 test clip written with PyAV."""
+    return _write_video

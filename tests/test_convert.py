@@ -209,18 +209,6 @@ def test_buffer_values_are_checked(tiny_release):
     assert release.buffer_mismatches(changed, buffers)
 
 
-def _write_video(path: pathlib.Path, frames: int = 12) -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(frames):
-            image = np.full((48, 64, 3), 20 * i, np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-
-
 def _sample_command(*args) -> None:
     """``python -m uniflow_jax.sample ARGS``, in this process (the flags parsed as the command line would)."""
     argv = flags.FLAGS(["sample", *map(str, args)])
@@ -230,14 +218,14 @@ def _sample_command(*args) -> None:
         flags.FLAGS.unparse_flags()
 
 
-def test_the_readme_command_of_every_task_runs_on_a_converted_checkpoint(converted, tmp_path, capsys):
+def test_the_readme_command_of_every_task_runs_on_a_converted_checkpoint(converted, tmp_path, capsys, write_video):
     """The README's one command per task against a converted tiny release: weights, frozen VAE/T5, CLIP,
     instructions, tokenizer and pinyin table all from the folder; 24 kHz mono of the right length."""
     out, _ = converted
     rng = np.random.default_rng(0)
     sf.write(tmp_path / "noisy.wav", rng.uniform(-0.3, 0.3, 16000).astype(np.float32), 16000)  # 1 s at 16 kHz
     sf.write(tmp_path / "low.flac", rng.uniform(-0.3, 0.3, (6000, 2)).astype(np.float32), 8000)  # 0.75 s stereo
-    _write_video(tmp_path / "clip.mp4")
+    write_video(tmp_path / "clip.mp4")
     commands = {
         "t2a": ["--caption", "a dog barks twice", "--duration", "0.5"],
         "t2m": ["--caption", "a calm piano melody", "--instruction_idx", "2"],

@@ -28,29 +28,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 HOP = 480
 
 
-def _write_video(path: pathlib.Path, seconds: float = 1.2, fps: int = 25, codec: str = "mpeg4") -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(int(seconds * fps)):
-            image = np.zeros((48, 64, 3), np.uint8)
-            image[:, : (i * 3) % 64] = 255  # a bar sweeping across: visual events over time
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, write_video):
     d = tmp_path_factory.mktemp("inputs")
     rng = np.random.default_rng(0)
     sf.write(d / "noisy.wav", rng.uniform(-0.3, 0.3, 16000 * 1).astype(np.float32), 16000)  # 1 s at 16 kHz
     sf.write(d / "low.flac", rng.uniform(-0.3, 0.3, (8000, 2)).astype(np.float32), 8000)  # stereo 8 kHz
     np.save(d / "xvector.npy", rng.standard_normal(256).astype(np.float32))
-    _write_video(d / "clip.mp4")
+    write_video(d / "clip.mp4")
     (d / "pinyin.txt").write_text("| ni | n i |\n| hao | h ao |\n", encoding="utf-8")  # an M4Singer table's lines
     return d
 
@@ -117,11 +102,11 @@ def test_se_and_sr_keep_the_exact_length_of_a_44khz_stereo_input(model, tmp_path
 
 
 @pytest.mark.parametrize("suffix, codec, copied", [(".mp4", "mpeg4", True), (".webm", "libvpx", False)])
-def test_v2a_writes_the_video_with_the_generated_sound(tmp_path, suffix, codec, copied):
+def test_v2a_writes_the_video_with_the_generated_sound(tmp_path, write_video, suffix, codec, copied):
     import av
 
     clip = tmp_path / f"clip{suffix}"
-    _write_video(clip, seconds=1.2, codec=codec)
+    write_video(clip, seconds=1.2, codec=codec)
     wave = np.sin(np.arange(3 * 24000) * 0.05).astype(np.float32) * 0.3  # 3 s: longer than the video
     written = sample.write_outputs(sample.tasks.get("v2a"), {"video": str(clip)}, wave, tmp_path / "out.wav", 24000)
     assert written == [tmp_path / "out.wav", tmp_path / "out.mp4"]

@@ -5,7 +5,8 @@ Figures, each measured in this run: the median of ``--repeats`` timed calls afte
 fits in 10 minutes:
 
 * ``reference``: the FLOP/s every ratio is quoted against — the chip's bf16 peak from the table on TPU/GPU,
-  a measured float32 2048² matmul on CPU (where no data-sheet peak applies);
+  a measured float32 2048² matmul on CPU (where no data-sheet peak applies), there measured again before and
+  after each part, whose ratios use the higher of the two;
 * ``train``: one backbone train step (DiT forward + backward + AdamW, state donated) of the config's DiT on
   ``--train_batch`` × ``--train_frames`` latent frames: step time, samples/s, latent frames/s, analytic FLOPs
   (adaLN once per sample) beside XLA's cost analysis of the model (no rematerialisation) and of the step as
@@ -282,6 +283,16 @@ def _ratio(tflops: float | None, reference: float) -> float | None:
     return None if tflops is None else tflops * 1e12 / reference
 
 
+def _with_reference(measure: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], float]:
+    """Runs one part between two reference measurements; its ratios use the higher one. A shared CPU's matmul
+    figure drifts by a third within minutes, so each part is quoted against the machine as it was during it."""
+    before = reference_flops()[0]
+    figures = measure()
+    after = reference_flops()[0]
+    figures["reference_tflops_before_after"] = [before / 1e12, after / 1e12]
+    return figures, max(before, after)
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     values = flags.FLAGS
@@ -299,14 +310,16 @@ def main(argv: Sequence[str]) -> None:
     }
     print(f"reference: {reference / 1e12:.3f} TFLOP/s ({source}) on {jax.device_count()} x {report['device_kind']}")
     if "train" in values.parts:
-        train = bench_train(
-            config,
-            (1, 1, 1),
-            values.train_batch,
-            values.train_frames,
-            values.context_len,
-            values.repeats,
-            budget_s=values.figure_seconds,
+        train, reference = _with_reference(
+            lambda: bench_train(
+                config,
+                (1, 1, 1),
+                values.train_batch,
+                values.train_frames,
+                values.context_len,
+                values.repeats,
+                budget_s=values.figure_seconds,
+            )
         )
         train["fraction_of_reference"] = _ratio(train["tflops_per_device"], reference)
         report["train"] = train
@@ -314,19 +327,21 @@ def main(argv: Sequence[str]) -> None:
         xla, with_remat = train["xla_tflop_per_step"], train["xla_tflop_per_step_with_remat"]
         print(f"train step: {train['step_s'] * 1e3:.1f} ms, {train['samples_per_s']:.1f} samples/s, "
               f"{train['latent_frames_per_s']:.0f} frames/s, {train['tflops_per_device']:.3f} TFLOP/s "
-              f"= {train['fraction_of_reference']:.0%} of reference; FLOPs/step analytic "
+              f"= {train['fraction_of_reference']:.0%} of reference ({reference / 1e12:.3f}); FLOPs/step analytic "
               f"{train['analytic_tflop_per_step']:.4f} T, XLA {xla if xla is None else round(xla, 4)} T "
               f"({with_remat if with_remat is None else round(with_remat, 4)} T executed with remat); "
               f"compile {train['compile_s']:.1f} s")  # fmt: skip
     if "sampler" in values.parts:
         batches = [int(b) for b in values.sampler_batches]
-        sampler = bench_sampler(
-            config,
-            values.sampler_seconds,
-            values.sampler_steps,
-            batches,
-            values.repeats,
-            budget_s=values.figure_seconds,
+        sampler, reference = _with_reference(
+            lambda: bench_sampler(
+                config,
+                values.sampler_seconds,
+                values.sampler_steps,
+                batches,
+                values.repeats,
+                budget_s=values.figure_seconds,
+            )
         )
         report["sampler"] = sampler
         for key in ("guidance_5", "guidance_1"):
@@ -339,7 +354,8 @@ def main(argv: Sequence[str]) -> None:
             s["backbone_fraction_of_reference"] = _ratio(s["backbone_tflops"], reference)
             s["vae_fraction_of_reference"] = _ratio(s["vae_decode_tflops"], reference)
             backbone, vae_share = s["backbone_fraction_of_reference"], s["vae_fraction_of_reference"]
-            print(f"  batch {b}: backbone call {s['backbone_call_s'] * 1e3:.1f} ms ({backbone:.0%} of reference), "
+            print(f"  batch {b}: backbone call {s['backbone_call_s'] * 1e3:.1f} ms ({backbone:.0%} of reference "
+                  f"{reference / 1e12:.3f}), "
                   f"VAE decode {s['vae_decode_s'] * 1e3:.1f} ms ({vae_share:.0%}), "
                   f"{s['audio_seconds_per_s']:.2f} s of audio per s")  # fmt: skip
     _write(report, values.json)  # each part's figures are kept, whatever happens to the next part

@@ -203,7 +203,8 @@ class DiT(nnx.Module):
         h = parallel.constrain(self.patch_embed(x.astype(dtype)), ("batch", "length", "embed"))
         time_silu = jax.nn.silu(self.time_embed(timesteps))
         # One RoPE table for every block, computed outside the layer loops (see Rotary.table): all blocks have
-        # the same head size and frequencies (the per-block inv_freq buffers are equal; kept for checkpoints).
+        # the same head size and frequencies (per-block inv_freq buffers are kept for the checkpoints' sake;
+        # conversion checks that they hold the computed constants).
         args = (time_silu, self.mid_block.attn.rotary.table(t))
         masks = (x_mask, context_mask)
 

@@ -66,8 +66,14 @@ class Linear(nnx.Linear):
             rngs=rngs,
         )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return tokens_2d(super().__call__, x)
+    def __call__(self, x: jax.Array, columns: slice = slice(None)) -> jax.Array:
+        """x @ kernel + bias, as one (tokens, C) matrix product (see :func:`tokens_2d`). ``columns`` restricts
+        the layer to a range of its output features (a packed projection applied part by part)."""
+        kernel = self.kernel[...][:, columns]
+        bias = None if self.bias is None else self.bias[...][columns]
+        x, kernel, bias = self.promote_dtype((x, kernel, bias), dtype=self.dtype)
+        y = tokens_2d(lambda t: t @ kernel, x)
+        return y if bias is None else y + bias
 
 
 def tokens_2d(fn: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
@@ -264,10 +270,8 @@ class TorchMultiheadAttention(nnx.Module):
 
     def __call__(self, query: jax.Array, key_value: jax.Array, key_mask: jax.Array | None) -> jax.Array:
         d = query.shape[-1]
-        kernel = self.in_proj.kernel[...]
-        bias = self.in_proj.bias[...] if self.in_proj.bias is not None else jnp.zeros((3 * d,), kernel.dtype)
-        q = query @ kernel[:, :d] + bias[:d]
-        k, v = jnp.split(key_value @ kernel[:, d:] + bias[d:], 2, axis=-1)
+        q = self.in_proj(query, slice(0, d))
+        k, v = jnp.split(self.in_proj(key_value, slice(d, None)), 2, axis=-1)
         heads = lambda a: a.reshape(*a.shape[:2], self.num_heads, d // self.num_heads)  # noqa: E731
         out = masked_attention(heads(q), heads(k), heads(v), key_mask)
         return self.out_proj(out.reshape(query.shape))
@@ -305,11 +309,8 @@ class GEGLUFeedForward(nnx.Module):
         self.proj_out = Linear(hidden, dim, ("mlp", "embed"), dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        proj = self.proj_in
-        x, kernel, bias = proj.promote_dtype((x, proj.kernel[...], proj.bias[...]), dtype=proj.dtype)
-        hidden = kernel.shape[1] // 2
-        value = tokens_2d(lambda t: t @ kernel[:, :hidden] + bias[:hidden], x)
-        gate = tokens_2d(lambda t: t @ kernel[:, hidden:] + bias[hidden:], x)
+        hidden = self.proj_out.in_features
+        value, gate = self.proj_in(x, slice(0, hidden)), self.proj_in(x, slice(hidden, None))
         h = parallel.constrain(value * gelu(gate), ("batch", "length", "mlp"))
         return self.proj_out(h)
 
@@ -334,10 +335,11 @@ def create_stack(make: Callable[[nnx.Rngs], nnx.Module], count: int, rngs: nnx.R
 def _select_layer(stacked: jax.Array, index: jax.Array) -> jax.Array:
     """Layer ``index`` of a stacked parameter, by a one-hot contraction over the ``layers`` axis.
 
-    Exact (one non-zero term). Used for per-layer vectors (norm scales, biases): a dynamic slice of them
-    would be fused into the elementwise kernel that reads them, and on XLA:CPU such a kernel loses its
-    vectorisation (a GELU over 1000×3072 took 14 ms instead of 2 ms); the contraction's result is a
-    buffer of its own.
+    Exact (one non-zero term) for finite values; a NaN or Inf in *another* layer's vector would leak in as
+    0·NaN, but a model with such values is broken anyway (the train step never saves one). Used for per-layer
+    vectors (norm scales, biases): a dynamic slice of them would be fused into the elementwise kernel that
+    reads them, and on XLA:CPU such a kernel loses its vectorisation (a GELU over 1000×3072 took 14 ms
+    instead of 2 ms); the contraction's result is a buffer of its own.
     """
     count = stacked.shape[0]
     one_hot = jax.nn.one_hot(index, count, dtype=stacked.dtype)
