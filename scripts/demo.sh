@@ -5,63 +5,89 @@
 #
 #   bash scripts/demo.sh [OUT_DIR]          (default: demo_out; about 15 minutes on 2 cores)
 #
-# Steps can be shortened for a smoke run: VAE_STEPS=20 FLOW_STEPS=20 bash scripts/demo.sh /tmp/smoke
+# It runs from any directory (OUT_DIR is taken relative to where you are) and installs the package with its
+# `demo` extra into the checkout's .venv when that environment lacks it. DEMO_VENV=DIR uses another
+# environment (CI: a non-editable install of the wheel). Steps can be shortened for a smoke run:
+#   VAE_STEPS=20 FLOW_STEPS=20 PER_TASK=2 bash scripts/demo.sh /tmp/smoke
 set -euo pipefail
-cd "$(dirname "$0")/.."
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-demo_out}
+case $OUT in /*) ;; *) OUT="$PWD/$OUT" ;; esac
+VENV=${DEMO_VENV:-$REPO/.venv}
 VAE_STEPS=${VAE_STEPS:-}
 FLOW_STEPS=${FLOW_STEPS:-}
 PER_TASK=${PER_TASK:-4}
 start=$(date +%s)
-stamp() { echo "[demo $(( $(date +%s) - start )) s] $*"; }
+stamp() { echo "[demo $(($(date +%s) - start)) s] $*"; }
+refuse() {
+  echo "demo: $*" >&2
+  exit 1
+}
 
-if [ ! -x .venv/bin/python ]; then
-  stamp "installing into .venv"
-  python3 -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[video,eval]"
+[[ $PER_TASK =~ ^[0-9]+$ ]] && [ "$PER_TASK" -ge 2 ] ||
+  refuse "PER_TASK=$PER_TASK: give 2 or more held-out items per task (FD/KL compare sets of at least two)"
+# What the demo cannot install itself: a Python >= 3.11 that can make virtual environments.
+if [ ! -x "$VENV/bin/python" ]; then
+  command -v python3 >/dev/null || refuse "python3 is not on PATH; install Python >= 3.11 first"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    refuse "python3 is $(python3 -c 'import platform; print(platform.python_version())'); the demo needs >= 3.11"
+  python3 -c 'import ensurepip, venv' 2>/dev/null ||
+    refuse "python3 cannot create virtual environments; install its venv module (Debian/Ubuntu: apt-get install python3-venv)"
+  stamp "creating $VENV"
+  python3 -m venv "$VENV"
 fi
-# shellcheck disable=SC1091
-source .venv/bin/activate
-if ! command -v espeak-ng >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  stamp "installing espeak-ng (real synthetic speech; without it the corpus uses a numpy synthesiser)"
-  apt-get install -y -qq espeak-ng >/dev/null 2>&1 || apt-get update -qq >/dev/null && apt-get install -y -qq espeak-ng >/dev/null || true
+PY="$VENV/bin/python"
+if ! "$PY" -c 'import uniflow_jax, av, PIL, pesq, pystoi, speechmos, onnx, onnxruntime' 2>/dev/null; then
+  stamp "installing uniflow_jax with its demo extra into $VENV"
+  "$PY" -m pip install --quiet --upgrade pip
+  "$PY" -m pip install --quiet -e "$REPO[demo]"
 fi
+# espeak-ng gives real synthetic speech; without it the corpus falls back to a numpy synthesiser.
+if ! command -v espeak-ng >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    stamp "installing espeak-ng"
+    { apt-get install -y -qq espeak-ng || { apt-get update -qq && apt-get install -y -qq espeak-ng; }; } >/dev/null 2>&1 ||
+      echo "demo: espeak-ng could not be installed; the corpus uses the numpy speech synthesiser"
+  else
+    echo "demo: espeak-ng is not installed (and this user cannot install it); the corpus uses the numpy speech synthesiser"
+  fi
+fi
+run() { "$PY" -m "$@"; }
 mkdir -p "$OUT"
 DATA="$OUT/demo_data"
 
 stamp "building the demo corpus in $DATA"
-python -m uniflow_jax.data.demo --out "$DATA"
+run uniflow_jax.data.demo --out "$DATA"
 
 stamp "training the demo VAE"
-python -m uniflow_jax.train --config "configs/vae_demo.py:$DATA" --workdir "$OUT/vae" \
+run uniflow_jax.train --config "$REPO/configs/vae_demo.py:$DATA" --workdir "$OUT/vae" \
   ${VAE_STEPS:+--config.train.num_steps=$VAE_STEPS}
-python -m uniflow_jax.export --workdir "$OUT/vae" --out "$OUT/vae.safetensors"
+run uniflow_jax.export --workdir "$OUT/vae" --out "$OUT/vae.safetensors"
 
 stamp "encoding the corpus once with the frozen encoders (latent cache)"
 VAE="--config.model.frozen_weights.vae=$OUT/vae.safetensors"
-python -m uniflow_jax.data.cache --config "configs/demo.py:$DATA" --out "$OUT/cache" "$VAE"
+run uniflow_jax.data.cache --config "$REPO/configs/demo.py:$DATA" --out "$OUT/cache" "$VAE"
 
 stamp "training UniFlow on all seven tasks"
-python -m uniflow_jax.train --config "configs/demo.py:$DATA" --workdir "$OUT/uniflow" "$VAE" \
+run uniflow_jax.train --config "$REPO/configs/demo.py:$DATA" --workdir "$OUT/uniflow" "$VAE" \
   --config.data.cache="$OUT/cache" ${FLOW_STEPS:+--config.train.num_steps=$FLOW_STEPS}
 
 stamp "generating $PER_TASK held-out inputs per task"
-python -m uniflow_jax.demo_eval requests --corpus "$DATA" --out "$OUT/requests" --per_task "$PER_TASK"
-python -m uniflow_jax.sample --workdir "$OUT/uniflow" --batch "$OUT/requests/requests.jsonl" --out_dir "$OUT/generated"
+run uniflow_jax.demo_eval requests --corpus "$DATA" --out "$OUT/requests" --per_task "$PER_TASK"
+run uniflow_jax.sample --workdir "$OUT/uniflow" --batch "$OUT/requests/requests.jsonl" --out_dir "$OUT/generated"
 
 stamp "evaluating"
-python -m uniflow_jax.demo_eval report --corpus "$DATA" --generated "$OUT/generated" --out "$OUT/report.json" \
+run uniflow_jax.demo_eval report --corpus "$DATA" --generated "$OUT/generated" --out "$OUT/report.json" \
   --per_task "$PER_TASK"
 stamp "scoring every task with python -m uniflow_jax.evaluate"
-python -m uniflow_jax.demo_eval references --corpus "$DATA" --out "$OUT/references" --per_task "$PER_TASK"
+run uniflow_jax.demo_eval references --corpus "$DATA" --out "$OUT/references" --per_task "$PER_TASK"
 # T2A/T2M/V2A need an audio model for FD/KL/IS; none can be downloaded here, so a TOY spectral-statistics one
 # exercises the command (its figures compare spectra, not what a trained classifier hears).
-python scripts/make_toy_audio_model.py "$OUT/toy_audio.onnx"
+"$PY" "$REPO/scripts/make_toy_audio_model.py" "$OUT/toy_audio.onnx"
 for task in se sr svs tts t2a t2m v2a; do
   model=()
-  case $task in t2a|t2m|v2a) model=(--audio_model "$OUT/toy_audio.onnx") ;; esac
-  python -m uniflow_jax.evaluate --task "$task" --generated "$OUT/generated/$task" \
+  case $task in t2a | t2m | v2a) model=(--audio_model "$OUT/toy_audio.onnx") ;; esac
+  run uniflow_jax.evaluate --task "$task" --generated "$OUT/generated/$task" \
     --reference "$OUT/references/$task.jsonl" --json "$OUT/metrics/$task.json" "${model[@]}"
 done
 stamp "done: wavs in $OUT/generated, report in $OUT/report.json, metrics in $OUT/metrics, TensorBoard logs in $OUT/*/tensorboard"

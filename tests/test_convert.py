@@ -5,6 +5,8 @@ import dataclasses
 import json
 import pathlib
 import pickle
+import subprocess
+import sys
 import zipfile
 
 import jax
@@ -95,7 +97,9 @@ def test_unsupported_variants_are_refused_by_name(ref_dir):
 def converted(tiny_release, tmp_path_factory):
     _, release_dir, t5_dir, clip_dir = tiny_release
     out = tmp_path_factory.mktemp("converted")
-    return out, convert.convert_release(release_dir, t5_dir, clip_dir, out)
+    command = ["--release", release_dir, "--t5", t5_dir, "--clip", clip_dir, "--out", out]
+    subprocess.run([sys.executable, "-m", "uniflow_jax.convert", *map(str, command)], check=True, cwd=REPO)
+    return out, json.loads((out / "conversion.json").read_text())
 
 
 def test_tiny_release_converts_and_every_tensor_lands_in_its_parameter(tiny_release, converted):

@@ -20,7 +20,6 @@ counted; a file at another sample rate is an error. Metric definitions: ``uniflo
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import pathlib
@@ -32,7 +31,8 @@ import numpy as np
 import soundfile as sf
 from absl import app, flags
 
-from uniflow_jax import cli, tasks
+from uniflow_jax import cli
+from uniflow_jax.frontends import symbols
 from uniflow_jax.frontends.symbols import note_to_midi
 from uniflow_jax.metrics import audio as metrics
 from uniflow_jax.metrics import speech
@@ -97,11 +97,6 @@ def load_items(corpus: str | pathlib.Path, task: str, *, split: str = "val", per
     return [Item(row["audio_id"], task, folder, row, targets[row["audio_id"]]) for row in rows]
 
 
-@functools.cache
-def _tts_phone_table() -> tuple[str, ...]:
-    return tuple(json.loads((tasks.RESOURCES / "tts_phone_set.json").read_text()))
-
-
 def _json_file(path: pathlib.Path) -> dict:
     return json.loads(path.read_text())
 
@@ -110,7 +105,7 @@ def tts_entry(item: Item) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(ARPAbet phones, phone durations in s, x-vector) of a TTS row (HDF5 of the original layout)."""
     with h5py.File(item.folder / item.content["audio"], "r") as f:
         ids, durations, xvector = (f[f"{group}/{item.id}"][()] for group in ("phoneme", "phoneme_duration", "xvector"))
-    table = _tts_phone_table()
+    table = symbols.tts_phones()
     return [table[int(i)] for i in ids], np.asarray(durations, np.float64), np.asarray(xvector, np.float32)
 
 

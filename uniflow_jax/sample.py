@@ -111,7 +111,7 @@ flags.DEFINE_string("score_phonemes", None, "SVS: M4Singer phones, space separat
 flags.DEFINE_string("score_notes", None, "SVS: one note per phone (C4, G#3, rest).")
 flags.DEFINE_string("score_durations", None, "SVS: note duration in seconds per phone.")
 flags.DEFINE_string("score_slurs", None, "SVS: 0/1 slur flag per phone (default all 0).")
-flags.DEFINE_string("singer", "Alto-1", "SVS: singer name (data/svs_spk_set.json).")
+flags.DEFINE_string("singer", "Alto-1", "SVS: singer name (the original's svs_spk_set.json, in uniflow_jax/resources).")
 flags.DEFINE_string("noisy_speech", None, "SE: noisy speech file (any rate/channels).")
 flags.DEFINE_string("low_sr_audio", None, "SR: band-limited audio file (any rate/channels).")
 flags.DEFINE_string("video", None, "V2A: video file (frames read at 10 fps).")

@@ -8,10 +8,8 @@ through cross-attention and get their length from the global duration predictor.
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 
-RESOURCES = pathlib.Path(__file__).resolve().parents[1] / "data"
+from uniflow_jax import resources
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,4 +53,4 @@ def index(name: str) -> int:
 
 def instructions() -> dict[str, list[str]]:
     """The 10 natural-language instructions per task (the original's ``task_instruction.json``)."""
-    return json.loads((RESOURCES / "task_instruction.json").read_text())
+    return resources.load_json("task_instruction.json")

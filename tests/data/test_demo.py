@@ -148,3 +148,14 @@ def test_cli_default_corpus_is_small_and_quick(tmp_path):
     assert summary["counts"] == {"train": 64, "val": 16}
     assert size < 200 * 2**20
     assert seconds < 60
+
+
+def test_pipeline_benchmark_command_reads_the_corpus(numpy_corpus, tmp_path):
+    """``python -m uniflow_jax.data.benchmark --config configs/tiny.py`` (README), shortened: figures for on-the-fly
+    reading; the config comes from the command line, never from the package's location."""
+    out = tmp_path / "bench.json"
+    command = ["--config", "configs/tiny.py", "--corpus", numpy_corpus, "--batches", 1, "--batch_size", 2,
+               "--workers", 0, "--nocached", "--json", out]  # fmt: skip
+    subprocess.run([sys.executable, "-m", "uniflow_jax.data.benchmark", *map(str, command)], check=True, cwd=REPO)
+    figures = json.loads(out.read_text())["on_the_fly_workers_0"]
+    assert figures["batches_per_s"] > 0 and figures["audio_seconds_per_s"] > 0

@@ -1,13 +1,11 @@
 """English transcript → ARPAbet phones: the CMU dictionary, the letter-to-sound fallback, the original's pauses."""
 
-import json
-
 import pytest
 
+from uniflow_jax import resources
 from uniflow_jax.frontends import g2p, symbols
-from uniflow_jax.tasks import RESOURCES
 
-PHONE_SET = set(json.loads((RESOURCES / "tts_phone_set.json").read_text()))
+PHONE_SET = set(resources.load_json("tts_phone_set.json"))
 
 
 def test_dictionary_words_with_pauses_at_the_ends():

@@ -1,11 +1,12 @@
-"""Input-pipeline throughput on this machine: ``python -m uniflow_jax.data.benchmark``.
+"""Input-pipeline throughput on this machine: ``python -m uniflow_jax.data.benchmark --config configs/tiny.py``.
 
-    python -m uniflow_jax.data.benchmark [--corpus DIR] [--batch_size 16] [--batches 40] [--workers 0,2]
+    python -m uniflow_jax.data.benchmark --config configs/tiny.py [--corpus DIR] [--batch_size 16] [--batches 40]
+        [--workers 0,2]
 
-Reads the demo corpus (built into a temporary folder unless ``--corpus`` names one) with the realistic
-mix of the original recipe (all seven tasks, ``time_align_balanced`` weights, full-size buckets) and
-prints batches/s, samples/s and seconds of audio per second: with on-the-fly decoding for each worker
-count, and from the latent cache (written first, with the tiny model's frozen encoders).
+Reads the demo corpus (built into a temporary folder unless ``--corpus`` names one) with the config's buckets
+and the realistic mix of the original recipe (all seven tasks, ``time_align_balanced`` weights) and prints
+batches/s, samples/s and seconds of audio per second: with on-the-fly decoding for each worker count, and
+from the latent cache (written first, with the config's frozen encoders).
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ import time
 import ml_collections
 import numpy as np
 from absl import app, flags
+from ml_collections import config_flags
 
-from uniflow_jax import config_lib, instructions
+from uniflow_jax import instructions
 from uniflow_jax.data import cache, demo, pipeline
 from uniflow_jax.frontends import text
 
 
 def _define_flags() -> None:
     """Flags of the command (defined only when run, so importing this module defines none)."""
+    config_flags.DEFINE_config_file("config", None, "The model config (configs/tiny.py).", lock_config=False)
+    flags.mark_flag_as_required("config")
     flags.DEFINE_string("corpus", None, "A demo corpus folder (default: build one in a temporary folder).")
     flags.DEFINE_integer("batch_size", 16, "Samples per batch.")
     flags.DEFINE_integer("batches", 40, "Timed batches per setting (after 3 warm-up batches).")
@@ -34,9 +38,11 @@ def _define_flags() -> None:
     flags.DEFINE_string("json", None, "Write the figures to this JSON file too.")
 
 
-def demo_config(corpus: pathlib.Path, workdir: pathlib.Path) -> ml_collections.ConfigDict:
-    """The tiny model's config reading the demo corpus (video files through CLIP pixels)."""
-    config = config_lib.load_config_file(str(pathlib.Path(__file__).parents[2] / "configs" / "tiny.py"))
+def demo_config(
+    config: ml_collections.ConfigDict, corpus: pathlib.Path, workdir: pathlib.Path
+) -> ml_collections.ConfigDict:
+    """``config`` reading the demo corpus (video files through CLIP pixels), with a tokenizer trained on it."""
+    config = config.copy_and_resolve_references()
     config.data.train = demo.dataset_specs(str(corpus), "train")
     captions = [
         json.loads(line)["caption"]
@@ -73,7 +79,7 @@ def main(argv: list[str]) -> None:
         corpus = pathlib.Path(f.corpus) if f.corpus else workdir / "corpus"
         if not f.corpus:
             demo.build(corpus)
-        config = demo_config(corpus, workdir)
+        config = demo_config(f.config, corpus, workdir)
         results = {}
         for workers in map(int, f.workers):
             config.data.worker_count = workers

@@ -31,7 +31,7 @@ from absl import app, flags
 from scipy import signal
 from tqdm import tqdm
 
-from uniflow_jax import tasks
+from uniflow_jax import resources, tasks
 from uniflow_jax.data.audio import SAMPLE_RATE, write_audio
 from uniflow_jax.frontends.symbols import note_to_midi, singer_id, svs_phone_ids, tts_phone_ids
 from uniflow_jax.frontends.text import train_tokenizer
@@ -742,7 +742,7 @@ _PINYIN_SOUND = {
 }
 # Lowest MIDI note and formant scale per voice type.
 _VOICE_TYPES = {"Bass": (43, 0.9), "Tenor": (50, 0.95), "Alto": (55, 1.05), "Soprano": (62, 1.12)}
-_SINGERS = tuple(json.loads((tasks.RESOURCES / "svs_spk_set.json").read_text()))
+_SINGERS = tuple(resources.load_json("svs_spk_set.json"))
 
 
 def _sung_score(rng: np.random.Generator) -> tuple[np.ndarray, dict]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from uniflow_jax.tasks import RESOURCES
+from uniflow_jax import resources
 
 SVS_ID_OFFSET = 3  # DiffSinger's TokenTextEncoder reserves ids 0..2
 _NOTE = re.compile(r"^([A-Ga-g])([#b]?)(-?\d)$")
@@ -18,7 +17,7 @@ _SEMITONE = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 @functools.cache
 def _table(name: str) -> tuple[str, ...]:
-    return tuple(json.loads((RESOURCES / name).read_text()))
+    return tuple(resources.load_json(name))
 
 
 def _ids(symbols: Sequence[str], table: tuple[str, ...], offset: int, what: str, oov: str | None = None) -> np.ndarray:
@@ -29,6 +28,11 @@ def _ids(symbols: Sequence[str], table: tuple[str, ...], offset: int, what: str,
     if unknown:
         raise ValueError(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(table)})")
     return np.array([table.index(s) + offset for s in symbols], np.int32)
+
+
+def tts_phones() -> tuple[str, ...]:
+    """The ARPAbet phone set, in id order."""
+    return _table("tts_phone_set.json")
 
 
 def tts_phone_ids(phones: str | Sequence[str], oov: str | None = None) -> np.ndarray:

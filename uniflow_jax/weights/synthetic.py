@@ -25,7 +25,7 @@ import yaml
 from flax import nnx
 from safetensors.numpy import save_file
 
-from uniflow_jax import config_lib, instructions, tasks
+from uniflow_jax import config_lib, instructions, resources, tasks
 from uniflow_jax.frontends import text
 from uniflow_jax.models import clip, t5, uniflow, vae
 from uniflow_jax.weights import names, release, torch_import, upstream_config
@@ -133,11 +133,11 @@ def write_release(
     }
     (folder / "instructions").mkdir(exist_ok=True)
     instructions.write_h5(bank, folder / "instructions/t5_embeddings.h5")
-    resources = {"mfa_g2p/phone_set.json": "tts_phone_set.json", "svs/phone_set.json": "svs_phone_set.json",
-                 "svs/spk_set.json": "svs_spk_set.json"}  # fmt: skip
-    for name, resource in resources.items():
+    copies = {"mfa_g2p/phone_set.json": "tts_phone_set.json", "svs/phone_set.json": "svs_phone_set.json",
+              "svs/spk_set.json": "svs_spk_set.json"}  # fmt: skip
+    for name, resource in copies.items():
         (folder / name).parent.mkdir(exist_ok=True)
-        (folder / name).write_text((tasks.RESOURCES / resource).read_text())
+        (folder / name).write_text(resources.read_text(resource))
     (folder / "svs/m4singer_pinyin2ph.txt").write_text("| ni | n i |\n| hao | h ao |\n| wo | uo |\n")
     (folder / "mfa_g2p/english_us_arpa.zip").write_bytes(b"")  # the MFA model: unused by the network
     return folder
