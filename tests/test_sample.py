@@ -65,7 +65,7 @@ def test_every_task_produces_audio(model, inputs, task):
     flags.FLAGS(argv)
     spec = sample.tasks.get(task)
     request = sample.build_sample(spec, {name: getattr(flags.FLAGS, name) for name in sample.FIELDS}, model)
-    (wave,) = model.generate([request], num_steps=3, guidance_scale=spec.guidance_scale, seed=0)
+    (wave,) = model.generate([request], num_steps=3, guidance_scale=spec.guidance_scale)
     request = request.sample
     assert wave.ndim == 1 and len(wave) > 0 and len(wave) % HOP == 0 and np.all(np.isfinite(wave))
     if task == "se":  # 1 s at 16 kHz -> 1 s at 24 kHz, 50 latent frames
@@ -97,7 +97,7 @@ def test_se_and_sr_keep_the_exact_length_of_a_44khz_stereo_input(model, tmp_path
     sf.write(path, np.random.default_rng(3).uniform(-0.3, 0.3, (30000, 2)).astype(np.float32), 44100)  # 0.68 s
     sr = sample.build_sample(sample.tasks.get("sr"), {"low_sr_audio": str(path)}, model)
     se = sample.build_sample(sample.tasks.get("se"), {"noisy_speech": str(path)}, model)
-    (wave,) = model.generate([se], num_steps=2, guidance_scale=1.0, seed=0)
+    (wave,) = model.generate([se], num_steps=2, guidance_scale=1.0)
     assert len(wave) == sr.samples == 16327  # ceil(30000 · 24000 / 44100): the input's length at 24 kHz
 
 
@@ -291,3 +291,62 @@ def test_request_lines_take_the_shared_flags_unless_they_set_them(tmp_path):
     assert tts.fields == {"transcript": "Hi.", "ref_speaker_speech": str(tmp_path / "ref.wav"),
                           "speaker_model": "/m/spk.onnx", "pinyin_table": "/m/table.txt"}  # fmt: skip
     assert svs.fields["pinyin_table"] == str(tmp_path / "mine.txt")  # the line's own, relative to the jsonl
+
+
+# ---------------------------------------------------------------------------------------------- exactness
+
+
+def _mixed_requests(model, directory: pathlib.Path) -> dict[str, list[sample.Request]]:
+    """Two requests per task, of different lengths, each with its own seed."""
+    rng = np.random.default_rng(7)
+    for name, seconds, rate in (("a", 0.9, 16000), ("b", 0.33, 22050)):
+        sf.write(directory / f"{name}.wav", rng.uniform(-0.3, 0.3, int(seconds * rate)).astype(np.float32), rate)
+        np.save(directory / f"{name}.npy", rng.standard_normal((int(seconds * 20), model.cfg.video_dim)))
+    fields = {
+        "t2a": [{"caption": "a dog barks twice", "duration": 0.7}, {"caption": "rain", "duration": 0.3}],
+        "t2m": [{"caption": "a slow piano melody in C major"}, {"caption": "drums"}],
+        "tts": [{"phonemes": "HH AH0 L OW1 W ER1 L D"}, {"phonemes": "HH AY1"}],
+        "svs": [{"score_phonemes": "n i h ao", "score_notes": "C4 C4 D4 rest", "score_durations": "0.3 0.2 0.4 0.2"},
+                {"score_phonemes": "n i", "score_notes": "E4 E4", "score_durations": "0.2 0.1"}],
+        "se": [{"noisy_speech": str(directory / "a.wav")}, {"noisy_speech": str(directory / "b.wav")}],
+        "sr": [{"low_sr_audio": str(directory / "b.wav")}, {"low_sr_audio": str(directory / "a.wav")}],
+        "v2a": [{"video_features": str(directory / "a.npy")}, {"video_features": str(directory / "b.npy")}],
+    }  # fmt: skip
+    return {
+        task: [sample.build_sample(sample.tasks.get(task), {**f, "seed": 100 + i}, model) for i, f in enumerate(rows)]
+        for task, rows in fields.items()
+    }
+
+
+def test_a_request_sounds_the_same_in_any_batch_as_alone_at_its_exact_length(model, tmp_path):
+    """Padding (to the batch's longest content, to a length bucket) never reaches a valid sample, and a request's
+    noise is its own: a mixed batch of all seven tasks equals each request generated alone, unpadded."""
+    requests = [r for rows in _mixed_requests(model, tmp_path).values() for r in rows]
+    together = model.generate(requests, num_steps=2, guidance_scale=3.0)
+    for request, wave in zip(requests, together, strict=True):
+        (alone,) = model.generate([request], num_steps=2, guidance_scale=3.0, bucketed=False)
+        assert wave.shape == alone.shape, request.task.short
+        scale = max(1.0, float(np.max(np.abs(alone))))
+        assert np.max(np.abs(wave - alone)) <= 1e-5 * scale, request.task.short
+    shuffled = model.generate(requests[::-1], num_steps=2, guidance_scale=3.0)[::-1]  # other companions, positions
+    for wave, again in zip(together, shuffled, strict=True):
+        np.testing.assert_allclose(again, wave, atol=1e-5)
+
+
+def test_se_sr_v2a_follow_their_input_length_unless_asked_for_the_predicted_one(model, tmp_path):
+    rows = _mixed_requests(model, tmp_path)
+    se, v2a = rows["se"][0], rows["v2a"][0]
+    assert se.aligned and se.samples == round(0.9 * 24000)
+    (wave,) = model.generate([se], num_steps=2, guidance_scale=1.0)
+    assert len(wave) == round(0.9 * 24000)
+    prediction, _ = model.generator.plan([se.sample, v2a.sample], aligned=[True, True])
+    counts, mask = np.asarray(prediction["counts"]), np.asarray(prediction["content_mask"])
+    assert (counts[0] == mask[0]).all() and mask[0].sum() == 45  # one output frame per input frame, all of them
+    assert (counts[1] == 5 * mask[1]).all() and mask[1].sum() == 18  # five per 0.1 s video frame
+    (video_wave,) = model.generate([v2a], num_steps=2, guidance_scale=1.0)
+    assert len(video_wave) == 18 * 5 * HOP  # 18 video frames of 0.1 s: the whole video
+    fields = {"noisy_speech": str(tmp_path / "a.wav"), "length": "predicted"}
+    predicted = sample.build_sample(sample.tasks.get("se"), fields, model)
+    assert not predicted.aligned and predicted.samples is None
+    with pytest.raises(ValueError, match="length applies to se, sr and v2a only"):
+        sample.check_fields(sample.tasks.get("tts"), {"phonemes": "HH AY1", "length": "input"})

@@ -19,7 +19,7 @@ from flax import nnx
 
 from uniflow_jax import tasks
 from uniflow_jax.data import collate
-from uniflow_jax.models import uniflow
+from uniflow_jax.models import adapter, uniflow
 
 # Latent-frame buckets (50 frames per second); longer requests round up to a multiple of the last step.
 LENGTH_BUCKETS = (50, 100, 250, 500, 750, 1000, 1500)
@@ -32,9 +32,24 @@ def bucket(frames: int) -> int:
     return -(-frames // 500) * 500
 
 
+NOISE, INPUT_POSTERIOR = 0, 1  # the streams of a request's draws
+
+
+def request_noise(seed: int, stream: int, frames: int, channels: int) -> np.ndarray:
+    """A request's standard-normal draws (frames, channels) of one stream from its own seed alone, so that its
+    output never depends on its batch companions, its position or the bucket it lands in."""
+    return np.random.default_rng([stream, seed]).standard_normal((frames, channels), dtype=np.float32)
+
+
 @dataclasses.dataclass
 class Generator:
-    """Holds the split model (trainable + frozen) and generates audio for collated samples."""
+    """Holds the split model (trainable + frozen) and generates audio for collated samples.
+
+    Padding never reaches a valid output: the content encoders, the backbone's final convolution and the VAE
+    read padded units and frames as zeros (``mask_padding``), attention hides padded keys, and each sample's
+    noise comes from its own seed. So a sample generated in a bucketed batch equals the sample generated alone
+    at its exact length.
+    """
 
     config: uniflow.UniFlowConfig
     model: tuple[nnx.GraphDef, nnx.State]
@@ -46,7 +61,7 @@ class Generator:
         @jax.jit
         def predict(state, frozen_state, batch, audio_eps):
             model, frozen = nnx.merge(graphdef, state), nnx.merge(frozen_def, frozen_state)
-            return model.predict_lengths(frozen, batch, audio_eps)
+            return model.predict_lengths(frozen, batch, audio_eps, mask_padding=True)
 
         self._predict = predict
         self._render = functools.cache(self._make_render)
@@ -58,11 +73,53 @@ class Generator:
         def render(state, frozen_state, prediction, noise):
             model, frozen = nnx.merge(graphdef, state), nnx.merge(frozen_def, frozen_state)
             latent = model.sample(
-                prediction, noise, num_steps=num_steps, guidance_scale=guidance_scale, sway_coef=sway_coef
+                prediction,
+                noise,
+                num_steps=num_steps,
+                guidance_scale=guidance_scale,
+                sway_coef=sway_coef,
+                mask_padding=True,
             )
-            return frozen.vae.decode(latent)
+            return frozen.vae.decode(latent, prediction["lengths"])
 
         return render
+
+    def plan(
+        self,
+        samples: Sequence[collate.Sample],
+        *,
+        seeds: Sequence[int] | None = None,
+        frames: Sequence[int | None] | None = None,
+        aligned: Sequence[bool] | None = None,
+        bucketed: bool = True,
+    ) -> tuple[dict[str, jax.Array], np.ndarray]:
+        """(prediction with the final per-unit ``counts`` and ``lengths``, noise) of a batch: see :meth:`__call__`."""
+        cfg = self.config
+        hop, dim = cfg.vae.hop_length, cfg.vae.latent_dim
+        seeds = list(range(len(samples))) if seeds is None else list(seeds)
+        batch = collate.collate(samples, hop=hop, speaker_dim=cfg.phoneme.speaker_dim, video_dim=cfg.video_dim)
+        audio_eps = np.zeros((len(samples), batch["audio"].shape[1] // hop, dim), np.float32)
+        for i, (seed, length) in enumerate(zip(seeds, batch["audio_lengths"] // hop, strict=True)):
+            audio_eps[i, :length] = request_noise(seed, INPUT_POSTERIOR, int(length), dim)
+        prediction = dict(self._predict(self.model[1], self.frozen[1], batch, audio_eps))
+        counts = np.asarray(prediction["counts"]).copy()
+        lengths = np.asarray(prediction["lengths"]).copy()
+        content_mask = np.asarray(prediction["content_mask"])
+        for i, sample in enumerate(samples):
+            task = tasks.get(sample["task"])
+            if aligned is not None and aligned[i]:
+                if task.unit_seconds is None or not task.time_aligned:
+                    raise ValueError(f"{task.short}: only audio and video inputs align with the output")
+                counts[i] = round(task.unit_seconds * adapter.LATENT_RATE) * content_mask[i]
+                lengths[i] = counts[i].sum()
+            if frames is not None and frames[i] is not None:
+                lengths[i] = frames[i]
+        prediction["counts"], prediction["lengths"] = jnp.asarray(counts), jnp.asarray(lengths)
+        size = bucket(int(lengths.max())) if bucketed else int(lengths.max())
+        noise = np.zeros((len(samples), size, dim), np.float32)
+        for i, (seed, length) in enumerate(zip(seeds, lengths, strict=True)):
+            noise[i, :length] = request_noise(seed, NOISE, int(length), dim)
+        return prediction, noise
 
     def __call__(
         self,
@@ -70,28 +127,22 @@ class Generator:
         *,
         num_steps: int,
         guidance_scale: float,
-        seed: int = 0,
+        seeds: Sequence[int] | None = None,
         sway_coef: float = -1.0,
         frames: Sequence[int | None] | None = None,
+        aligned: Sequence[bool] | None = None,
+        bucketed: bool = True,
     ) -> list[np.ndarray]:
-        """One waveform per sample, trimmed to its predicted length (or to ``frames[i]`` latents when given,
-        e.g. an SE/SR input's own length or a T2A/T2M duration override)."""
-        cfg = self.config
-        hop = cfg.vae.hop_length
-        batch = collate.collate(samples, hop=hop, speaker_dim=cfg.phoneme.speaker_dim, video_dim=cfg.video_dim)
-        key_eps, key_noise = jax.random.split(jax.random.key(seed))
-        audio_eps = jax.random.normal(key_eps, (len(samples), batch["audio"].shape[1] // hop, cfg.vae.latent_dim))
-        prediction = dict(self._predict(self.model[1], self.frozen[1], batch, audio_eps))
-        lengths = np.asarray(prediction["lengths"]).copy()
-        for i, forced in enumerate(frames or []):
-            if forced is not None:
-                lengths[i] = forced
-        prediction["lengths"] = jnp.asarray(lengths)
-        size = bucket(int(lengths.max()))
-        noise = jax.random.normal(key_noise, (len(samples), size, cfg.vae.latent_dim))
+        """One waveform per sample, trimmed to its length: predicted; ``frames[i]`` latents when given (a
+        T2A/T2M duration); or, with ``aligned[i]``, the input's own length with each content unit of fixed
+        duration (SE/SR audio frame, V2A video frame) conditioning exactly the output frames it spans.
+        ``seeds[i]`` (default i) draws sample i's noise. ``bucketed``: latent frames padded to a length bucket
+        (a few compiled programs); off, to the longest sample (the reference of exactness tests)."""
+        prediction, noise = self.plan(samples, seeds=seeds, frames=frames, aligned=aligned, bucketed=bucketed)
         render = self._render(num_steps, float(guidance_scale), sway_coef)
         waves = np.asarray(render(self.model[1], self.frozen[1], prediction, noise))
-        return [waves[i, : int(n) * hop] for i, n in enumerate(lengths)]
+        hop = self.config.vae.hop_length
+        return [waves[i, : int(n) * hop] for i, n in enumerate(np.asarray(prediction["lengths"]))]
 
 
 def task_defaults(task: str) -> tuple[int, float]:

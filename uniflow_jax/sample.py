@@ -26,10 +26,12 @@ One JSON object per line, ``{"id": "a1", "task": "tts", "phonemes": "HH AH0 L OW
 named like the flags above (word lists may also be JSON lists; relative paths are relative to the jsonl
 file's folder; ``--speaker_model`` and ``--pinyin_table`` given on the command line apply to every line that
 does not set them). Requests are grouped by task, ordered by their expected length (so that a batch shares one
-length bucket) and generated ``--batch_size`` at a time (batch k of a task uses noise seed ``--seed`` + k);
-``OUT/<task>/<id>.wav`` (24 kHz mono) is written for each (and ``OUT/v2a/<id>.mp4`` for a video), and a
+length bucket) and generated ``--batch_size`` at a time; a line's noise comes from its own ``seed`` (or, without
+one, from ``--seed`` and its task and id), and padding never reaches its valid frames, so its audio is the same
+whatever its batch companions, position or bucket. ``OUT/<task>/<id>.wav`` (24 kHz mono) is written for each
+(and ``OUT/v2a/<id>.mp4`` for a video), and a
 summary per task is printed (count, seconds of audio, wall time, real-time factor = wall time / audio time,
-compilation included). ``--num_steps``, ``--guidance_scale`` and ``--seed`` apply to every request; unset, the
+compilation included). ``--num_steps`` and ``--guidance_scale`` apply to every request; unset, the
 task's defaults (25 steps; guidance 5, SE/SR 1). A malformed line (bad JSON, unknown task or key, a missing
 input) stops the run before any generation, naming ``file:line``.
 
@@ -46,8 +48,10 @@ Without ``--workdir``, ``--config configs/<name>.py`` builds that model with **r
 test of the whole path; the audio is noise-like), with a SentencePiece tokenizer trained on the task
 instructions when ``data.tokenizer`` is empty; ``--seed`` also seeds the weights.
 
-A single request prints the time to first audio (compilation included) and the steady real-time factor;
-SE/SR outputs have exactly the input's length, a T2A/T2M ``duration`` exactly that many seconds.
+A single request prints the time to first audio (compilation included) and the steady real-time factor.
+Lengths: SE/SR outputs have exactly the input's length and V2A outputs cover the whole video, each output frame
+conditioned on its own input frame (``--length input``, the default); ``--length predicted`` lets the duration
+predictor choose, as the original does. A T2A/T2M ``duration`` gives exactly that many seconds.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ import json
 import pathlib
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -83,6 +88,7 @@ from uniflow_jax.weights import frozen as frozen_weights
 FrozenSource = Callable[[jax.sharding.Mesh], tuple[nnx.GraphDef, nnx.State]]
 
 FLAGS = flags.FLAGS
+LENGTH_RULES = ("input", "predicted")  # SE/SR/V2A: the input's own length, or the duration predictor's
 config_flags.DEFINE_config_file("config", None, "Model config file (random weights), or --workdir.", lock_config=False)
 flags.DEFINE_string(
     "compilation_cache", None, "Keep compiled programs in this folder across runs (JAX's persistent cache)."
@@ -120,14 +126,27 @@ flags.DEFINE_string("instruction", None, "Free-text instruction (encoded by T5) 
 flags.DEFINE_integer("instruction_idx", 0, "Which of the task's 10 stock instructions to use.")
 flags.DEFINE_integer("num_steps", None, "Euler steps (default 25).")
 flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance (default 5; SE/SR 1).")
-flags.DEFINE_integer("seed", 0, "Random seed of the noise (and of the weights of a random model).")
+flags.DEFINE_integer(
+    "seed",
+    0,
+    "Random seed of the noise (and of the weights of a random model); --batch: "
+    "of the lines without a seed of their own (each gets one from it and its id).",
+    lower_bound=0,
+)
+flags.DEFINE_enum(
+    "length",
+    None,
+    list(LENGTH_RULES),
+    "SE/SR/V2A output length: 'input' (default: the input's "
+    "length, each output frame conditioned on its own input frame) or 'predicted' (the original's).",
+)
 
 # The inputs of one request: flags of the command line, keys of a --batch line.
 WORD_FIELDS = ("phonemes", "score_phonemes", "score_notes", "score_durations", "score_slurs")  # or JSON lists
-TEXT_FIELDS = ("caption", "transcript", "music_score", "singer", "instruction")
+TEXT_FIELDS = ("caption", "transcript", "music_score", "singer", "instruction", "length")
 PATH_FIELDS = ("speaker_embedding", "ref_speaker_speech", "speaker_model", "pinyin_table", "noisy_speech",
                "low_sr_audio", "video", "video_features")  # fmt: skip
-FIELDS = (*TEXT_FIELDS, *WORD_FIELDS, *PATH_FIELDS, "duration", "instruction_idx")
+FIELDS = (*TEXT_FIELDS, *WORD_FIELDS, *PATH_FIELDS, "duration", "instruction_idx", "length", "seed")
 SHARED_FIELDS = ("speaker_model", "pinyin_table")  # with --batch, the flags apply to every line lacking them
 DEFAULTS = {"singer": "Alto-1", "instruction_idx": 0}
 PINYIN_TABLE = "svs/m4singer_pinyin2ph.txt"  # where a release checkpoint folder keeps it
@@ -303,15 +322,18 @@ class LoadedModel:
         return np.asarray(self._clip(video.clip_preprocess(frames, self.clip_cfg.image_size)))
 
     def generate(
-        self, requests: Sequence[Request], *, num_steps: int, guidance_scale: float, seed: int
+        self, requests: Sequence[Request], *, num_steps: int, guidance_scale: float, bucketed: bool = True
     ) -> list[np.ndarray]:
-        """One waveform per request (24 kHz), at its predicted, forced or exact length."""
+        """One waveform per request (24 kHz), at its predicted, forced or exact length; each from its own seed,
+        the same whatever its batch (``bucketed`` off: no padding beyond the longest request)."""
         waves = self.generator(
             [r.sample for r in requests],
             num_steps=num_steps,
             guidance_scale=guidance_scale,
-            seed=seed,
+            seeds=[r.seed for r in requests],
             frames=[r.frames for r in requests],
+            aligned=[r.aligned for r in requests],
+            bucketed=bucketed,
         )
         return [wave if r.samples is None else wave[: r.samples] for wave, r in zip(waves, requests, strict=True)]
 
@@ -321,12 +343,15 @@ class LoadedModel:
 
 @dataclasses.dataclass
 class Request:
-    """A model sample, its forced length in latent frames (or None: predicted) and its exact length in
-    samples (or None: the latent length's)."""
+    """A model sample, its noise seed, its forced length in latent frames (or None: predicted), whether its
+    length is its input's (SE/SR/V2A, each output frame conditioned on its own input frame), and its exact
+    length in samples (or None: the latent length's)."""
 
     task: tasks.Task
     sample: dict
+    seed: int = 0
     frames: int | None = None
+    aligned: bool = False
     samples: int | None = None
 
 
@@ -359,6 +384,15 @@ def check_fields(task: tasks.Task, fields: Mapping[str, Any]) -> None:
     duration = fields.get("duration")
     if duration is not None and not duration > 0:
         raise ValueError(f"duration must be positive, got {duration}")
+    rule = fields.get("length")
+    if rule is not None:
+        if rule not in LENGTH_RULES:
+            raise ValueError(f"length must be one of {', '.join(LENGTH_RULES)}, got {rule!r}")
+        if task.content not in ("audio", "video"):
+            raise ValueError(f"length applies to se, sr and v2a only (a {task.short} length is predicted)")
+    seed = fields.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     index = fields.get("instruction_idx") or 0
     if not 0 <= index < NUM_INSTRUCTIONS:
         raise ValueError(f"instruction_idx must be 0..{NUM_INSTRUCTIONS - 1}, got {index}")
@@ -371,7 +405,8 @@ def build_sample(task: tasks.Task, fields: Mapping[str, Any], model: LoadedModel
     check_fields(task, fields)
     hop, rate = model.cfg.vae.hop_length, model.config.model.sample_rate
     instruction = model.instruction(task, fields.get("instruction"), fields["instruction_idx"])
-    request = Request(task, {"task": task.id, "instruction": instruction})
+    request = Request(task, {"task": task.id, "instruction": instruction}, seed=fields.get("seed") or 0)
+    request.aligned = task.content in ("audio", "video") and fields.get("length", "input") == "input"
     sample = request.sample
     if task.content == "text":
         sample["text_ids"] = model.caption_ids(fields["caption"])
@@ -395,9 +430,10 @@ def build_sample(task: tasks.Task, fields: Mapping[str, Any], model: LoadedModel
         )
     elif task.content == "audio":
         wave = audio.load_audio(fields["noisy_speech" if task.short == "se" else "low_sr_audio"], rate)
-        request.samples = len(wave)  # the output keeps the input's exact length
-        request.frames = max(1, -(-len(wave) // hop))
-        sample["audio"] = np.pad(wave, (0, request.frames * hop - len(wave)))
+        frames = max(1, -(-len(wave) // hop))
+        if request.aligned:
+            request.samples = len(wave)  # the output keeps the input's exact length
+        sample["audio"] = np.pad(wave, (0, frames * hop - len(wave)))
     elif task.content == "video":
         if fields.get("video_features"):
             features = np.load(fields["video_features"]).astype(np.float32)
@@ -519,9 +555,9 @@ def _parse_line(row: str, where: str, base: pathlib.Path, defaults: Mapping[str,
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"duration must be a number of seconds, got {value!r}")
             value = float(value)
-        elif key == "instruction_idx":
+        elif key in ("instruction_idx", "seed"):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"instruction_idx must be an integer, got {value!r}")
+                raise ValueError(f"{key} must be an integer, got {value!r}")
         elif not isinstance(value, str):
             raise ValueError(f"{key} must be a string{' or a list' if key in WORD_FIELDS else ''}, got {value!r}")
         if key in PATH_FIELDS:
@@ -530,6 +566,12 @@ def _parse_line(row: str, where: str, base: pathlib.Path, defaults: Mapping[str,
     fields = {**{k: v for k, v in defaults.items() if k in SHARED_FIELDS}, **fields}
     check_fields(task, fields)
     return Line(where, name, task, fields)
+
+
+def line_seed(run_seed: int, line: Line) -> int:
+    """The noise seed of a batch line that gives none: from the run's ``--seed`` and the line's task and id only
+    (never its position or its batch)."""
+    return zlib.crc32(f"{run_seed}/{line.task.short}/{line.id}".encode())
 
 
 def _length_hint(line: Line) -> float:
@@ -603,11 +645,12 @@ def run_batch(
                 requests = []
                 for line in chunk:
                     try:
-                        requests.append(build_sample(task, line.fields, model))
+                        fields = {"seed": line_seed(seed, line), **line.fields}
+                        requests.append(build_sample(task, fields, model))
                     except (ValueError, KeyError, OSError) as error:
                         message = error.args[0] if isinstance(error, KeyError) else str(error)
                         raise ValueError(f"{line.where}: {message}") from error
-                waves = model.generate(requests, num_steps=steps, guidance_scale=guidance, seed=seed + k // batch_size)
+                waves = model.generate(requests, num_steps=steps, guidance_scale=guidance)
                 for line, wave in zip(chunk, waves, strict=True):
                     write_outputs(task, line.fields, wave, out_dir / short / f"{line.id}.wav", rate)
                     summary.seconds += len(wave) / rate
@@ -691,7 +734,7 @@ def main(argv: Sequence[str]) -> None:
     timings = []
     for _ in range(2):  # the first call compiles; the second shows the steady-state speed
         start = time.perf_counter()
-        (wave,) = model.generate([request], num_steps=steps, guidance_scale=guidance, seed=FLAGS.seed)
+        (wave,) = model.generate([request], num_steps=steps, guidance_scale=guidance)
         timings.append(time.perf_counter() - start)
     written = write_outputs(task, fields, wave, output, model.config.model.sample_rate)
     seconds = len(wave) / model.config.model.sample_rate

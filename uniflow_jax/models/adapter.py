@@ -38,8 +38,8 @@ class DurationLayer(nnx.Module):
         self.conv = layers.Conv1d(cin, cout, kernel_size, ("embed", "mlp"), padding=kernel_size // 2, rngs=rngs)
         self.norm = LayerNorm(cout, "mlp", eps=1e-12, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.norm(jax.nn.relu(self.conv(x)))
+    def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+        return self.norm(jax.nn.relu(self.conv(x, mask)))
 
 
 class DurationPredictor(nnx.Module):
@@ -52,10 +52,12 @@ class DurationPredictor(nnx.Module):
         )
         self.linear = Linear(cfg.filter_channels, 1, ("mlp", None), rngs=rngs)
 
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array, mask_padding: bool = False) -> jax.Array:
+        """``mask_padding``: the first convolution reads padded units as zeros (the later ones always do: each
+        layer's output is masked), so that a row's durations do not depend on its padding."""
         keep = mask[..., None].astype(x.dtype)
         for layer in self.layers:
-            x = layer(x) * keep
+            x = layer(x, mask if mask_padding else None) * keep
         return (self.linear(x) * keep)[..., 0]
 
 
@@ -92,7 +94,12 @@ class CrossAttentionAdapter(nnx.Module):
         self.content_proj = layers.Conv1d(cfg.dim, cfg.dim, 1, ("embed", "embed"), rngs=rngs)
 
     def __call__(
-        self, content: jax.Array, content_mask: jax.Array, instruction: jax.Array, instruction_mask: jax.Array
+        self,
+        content: jax.Array,
+        content_mask: jax.Array,
+        instruction: jax.Array,
+        instruction_mask: jax.Array,
+        mask_padding: bool = False,
     ) -> AdapterOutput:
         keep = content_mask[..., None].astype(content.dtype)
         x = self.norm(content + self.attn(content, instruction, instruction_mask) * keep)
@@ -101,7 +108,7 @@ class CrossAttentionAdapter(nnx.Module):
         pooled = jnp.sum(x_dur * keep, axis=1) / jnp.sum(keep, axis=1)
         return AdapterOutput(
             content=self.content_proj(x),
-            local_duration=self.duration_predictor(x_dur, content_mask),
+            local_duration=self.duration_predictor(x_dur, content_mask, mask_padding),
             global_duration=self.global_duration_mlp(pooled),
         )
 

@@ -143,8 +143,8 @@ class FinalBlock(nnx.Module):
         self.linear = Linear(cfg.embed_dim, cfg.latent_dim, ("embed", "latent"), rngs=rngs)
         self.final_layer = layers.Conv1d(cfg.latent_dim, cfg.latent_dim, 3, ("latent", "latent"), padding=1, rngs=rngs)
 
-    def __call__(self, x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
-        return self.final_layer(self.linear(layers.modulate(self.norm(x), shift, scale)))
+    def __call__(self, x: jax.Array, shift: jax.Array, scale: jax.Array, x_mask: jax.Array | None) -> jax.Array:
+        return self.final_layer(self.linear(layers.modulate(self.norm(x), shift, scale)), x_mask)
 
 
 class DiT(nnx.Module):
@@ -185,12 +185,15 @@ class DiT(nnx.Module):
         context_mask: jax.Array,
         *,
         conditioning: dict[str, dict[str, jax.Array]] | None = None,
+        mask_padding: bool = False,
     ) -> jax.Array:
         """Predicted velocity (B, T, latent).
 
         ``timesteps`` is on the 0..1000 scale: a (B,) vector is embedded as given; a scalar is broadcast
         and truncated to an integer first, as the original does at inference. ``conditioning`` (from
-        :meth:`conditioning`) replaces ``ta_context`` and ``context``, which are then not read.
+        :meth:`conditioning`) replaces ``ta_context`` and ``context``, which are then not read. ``mask_padding``: the
+        final k=3 convolution reads padded frames as zeros (inference: a row's velocity does not depend on its
+        padding; the original reads them, as training does).
         """
         b, t, _ = x.shape
         dtype = jnp.dtype(self.cfg.dtype)
@@ -227,4 +230,4 @@ class DiT(nnx.Module):
             unroll,
         )
         shift, scale = jnp.split(self.time_ada_final(time_silu), 2, axis=-1)
-        return self.final_block(h, shift, scale).astype(jnp.float32)
+        return self.final_block(h, shift, scale, x_mask if mask_padding else None).astype(jnp.float32)

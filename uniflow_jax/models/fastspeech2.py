@@ -74,11 +74,13 @@ class FFTLayer(nnx.Module):
         self.ffn_1 = layers.Conv1d(d, 4 * d, k, ("embed", "mlp"), padding=k // 2, rngs=rngs)
         self.ffn_2 = Linear(4 * d, d, ("mlp", "embed"), rngs=rngs)
 
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array, mask_padding: bool = False) -> jax.Array:
+        """``mask_padding``: the convolution reads padded units as zeros (inference: a row's output does not depend
+        on its padding); off, padded units are read as the original reads them (LayerNorm of zeros)."""
         keep = mask[..., None].astype(x.dtype)
         h = self.layer_norm1(x)
         x = (x + self.self_attn(h, h, mask)) * keep
-        h = self.ffn_1(self.layer_norm2(x)) * self.kernel_size**-0.5
+        h = self.ffn_1(self.layer_norm2(x), mask if mask_padding else None) * self.kernel_size**-0.5
         return (x + self.ffn_2(jax.nn.gelu(h, approximate=False))) * keep
 
 
@@ -97,9 +99,10 @@ class FastSpeech2Encoder(nnx.Module):
             self.spk_embed_proj = Linear(cfg.speaker_dim, d, ("channels", "embed"), rngs=rngs)
         self.out_proj = Linear(d, cfg.d_out, ("embed", "channels"), rngs=rngs)
 
-    def encode(self, x: jax.Array, mask: jax.Array, speaker: jax.Array) -> jax.Array:
+    def encode(self, x: jax.Array, mask: jax.Array, speaker: jax.Array, mask_padding: bool = False) -> jax.Array:
         keep = mask[..., None].astype(x.dtype)
-        x, _ = layers.scan_stack(self.layers, lambda layer, h, _: (layer(h, mask), None), x * keep)
+        step = lambda layer, h, _: (layer(h, mask, mask_padding), None)  # noqa: E731
+        x, _ = layers.scan_stack(self.layers, step, x * keep)
         x = self.final_norm(x) * keep
         return self.out_proj(x + self.spk_embed_proj(speaker)[:, None, :])
 
@@ -112,12 +115,14 @@ class PhonemeEncoder(FastSpeech2Encoder):
         # The original keeps a dtype-carrier buffer here; kept so exported checkpoints load strictly.
         self.pos_float_tensor = layers.Buffer(jnp.zeros((1,)), axes=(None,), torch="plain")
 
-    def __call__(self, phoneme: jax.Array, mask: jax.Array, speaker: jax.Array) -> jax.Array:
+    def __call__(
+        self, phoneme: jax.Array, mask: jax.Array, speaker: jax.Array, mask_padding: bool = False
+    ) -> jax.Array:
         d = self.cfg.d_model
         positions = jnp.cumsum(mask, axis=1) * mask
         table = jnp.asarray(fairseq_positions_table(phoneme.shape[1] + 1, d))
         x = math.sqrt(d) * self.phone_embed(phoneme) + table[positions]
-        return self.encode(x, mask, speaker)
+        return self.encode(x, mask, speaker, mask_padding)
 
 
 class MidiEncoder(FastSpeech2Encoder):
@@ -138,6 +143,7 @@ class MidiEncoder(FastSpeech2Encoder):
         is_slur: jax.Array,
         mask: jax.Array,
         singer: jax.Array,
+        mask_padding: bool = False,
     ) -> jax.Array:
         d = self.cfg.d_model
         x = (
@@ -147,4 +153,4 @@ class MidiEncoder(FastSpeech2Encoder):
             + self.is_slur_embed(is_slur)
         )
         x = x * math.sqrt(d) + jnp.asarray(reversed_relative_positions_table(phoneme.shape[1], d))
-        return self.encode(x, mask, singer)
+        return self.encode(x, mask, singer, mask_padding)

@@ -158,8 +158,11 @@ class Conv1d(nnx.Module):
         self.kernel = nnx.Param(kinit(rngs.params(), (kernel_size, in_channels, out_channels)))
         self.bias = nnx.Param(init_with_axes(zeros, axes[1:])(rngs.params(), (out_channels,)))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """``mask`` (B, T): the valid frames; the others are read as zeros, so that a padded row gives its valid
+        frames exactly what the unpadded row gives (the kernel reaches across the end)."""
         x = x.astype(self.dtype) if self.dtype is not None else x
+        x = x if mask is None else x * mask[..., None].astype(x.dtype)
         return conv1d(x, self.kernel[...], self.bias[...], padding=self.padding)
 
 

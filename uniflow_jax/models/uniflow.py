@@ -85,12 +85,15 @@ class ContentEncoder(nnx.Module):
         self.text_proj = Linear(cfg.t5.d_model, d, ("channels", "embed"), rngs=rngs)
 
 
-def latent_moments(frozen: FrozenEncoders, batch: Batch, name: str) -> tuple[jax.Array, jax.Array]:
+def latent_moments(
+    frozen: FrozenEncoders, batch: Batch, name: str, mask_padding: bool = False
+) -> tuple[jax.Array, jax.Array]:
     """VAE posterior (mean, std) of ``batch[name]`` (``waveform`` or ``audio``), or the cached
-    ``{name}_mean`` / ``{name}_std`` of a batch read from the latent cache."""
+    ``{name}_mean`` / ``{name}_std`` of a batch read from the latent cache. ``mask_padding``: each row encoded
+    as if alone at its length (``batch[f"{name}_lengths"]``)."""
     if f"{name}_mean" in batch:
         return batch[f"{name}_mean"], batch[f"{name}_std"]
-    return frozen.vae.encode_moments(batch[name])
+    return frozen.vae.encode_moments(batch[name], batch[f"{name}_lengths"] if mask_padding else None)
 
 
 def latent_frames(batch: Batch, name: str, hop: int) -> int:
@@ -143,10 +146,14 @@ class UniFlow(nnx.Module):
         self.dummy_param = layers.Buffer(jnp.zeros((0,)), axes=(None,), torch="plain")
 
     # ----------------------------------------------------------------------------------------- content
-    def encode_content(self, frozen: FrozenEncoders, batch: Batch, audio_eps: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Content (B, Lc, D) and mask (B, Lc): each sample through its task's encoder, zero-padded."""
+    def encode_content(
+        self, frozen: FrozenEncoders, batch: Batch, audio_eps: jax.Array, mask_padding: bool = False
+    ) -> tuple[jax.Array, jax.Array]:
+        """Content (B, Lc, D) and mask (B, Lc): each sample through its task's encoder, zero-padded.
+        ``mask_padding``: every kernel that reaches across units reads padding as zeros (inference), so that a
+        row's content does not depend on how far its batch pads it."""
         enc, hop = self.content_encoder, self.cfg.vae.hop_length
-        mean, std = latent_moments(frozen, batch, "audio")
+        mean, std = latent_moments(frozen, batch, "audio", mask_padding)
         audio_mask = jnp.arange(mean.shape[1])[None] < (batch["audio_lengths"] // hop)[:, None]
         audio_latent = jax.lax.stop_gradient(mean + std * audio_eps)
         video = batch["video"] / jnp.maximum(jnp.linalg.norm(batch["video"], axis=-1, keepdims=True), 1e-12)
@@ -156,7 +163,7 @@ class UniFlow(nnx.Module):
             text = jax.lax.stop_gradient(frozen.t5(batch["text_ids"], batch["text_mask"]))
         outputs = {
             "phoneme": (
-                enc.phoneme_encoder(batch["phoneme"], batch["phoneme_mask"], batch["xvector"]),
+                enc.phoneme_encoder(batch["phoneme"], batch["phoneme_mask"], batch["xvector"], mask_padding),
                 batch["phoneme_mask"],
             ),
             "score": (
@@ -167,6 +174,7 @@ class UniFlow(nnx.Module):
                     batch["is_slur"],
                     batch["score_mask"],
                     batch["singer"],
+                    mask_padding,
                 ),
                 batch["score_mask"],
             ),
@@ -187,11 +195,12 @@ class UniFlow(nnx.Module):
         return content, mask
 
     def adapt(
-        self, frozen: FrozenEncoders, batch: Batch, audio_eps: jax.Array
+        self, frozen: FrozenEncoders, batch: Batch, audio_eps: jax.Array, mask_padding: bool = False
     ) -> tuple[jax.Array, jax.Array, adapter.AdapterOutput]:
         """(encoded content, its mask, the adapter's outputs)."""
-        content, mask = self.encode_content(frozen, batch, audio_eps)
-        return content, mask, self.content_adapter(content, mask, batch["instruction"], batch["instruction_mask"])
+        content, mask = self.encode_content(frozen, batch, audio_eps, mask_padding)
+        instruction, instruction_mask = batch["instruction"], batch["instruction_mask"]
+        return content, mask, self.content_adapter(content, mask, instruction, instruction_mask, mask_padding)
 
     # ----------------------------------------------------------------------------------------- fusion
     def fuse(
@@ -289,14 +298,20 @@ class UniFlow(nnx.Module):
 
     # ----------------------------------------------------------------------------------------- inference
     def predict_lengths(
-        self, frozen: FrozenEncoders, batch: Batch, audio_eps: jax.Array, *, use_given_durations: bool = False
+        self,
+        frozen: FrozenEncoders,
+        batch: Batch,
+        audio_eps: jax.Array,
+        *,
+        use_given_durations: bool = False,
+        mask_padding: bool = False,
     ) -> dict[str, jax.Array]:
         """Adapter outputs, per-unit latent counts and the number of latent frames of every sample.
 
         TA: Σ round(d̂_i·50) with d̂ = (⌈exp(l̂)·mask⌉ − 1)·5 ms (or the given durations); NTA:
         round((exp(ĝ) − 1)·50).
         """
-        _, mask, out = self.adapt(frozen, batch, audio_eps)
+        _, mask, out = self.adapt(frozen, batch, audio_eps, mask_padding)
         is_ta = jnp.asarray(_TASK_IS_TA)[batch["task"]]
         lengths = adapter.inference_lengths(out.local_duration, out.global_duration, mask, is_ta)
         if use_given_durations:
@@ -337,11 +352,13 @@ class UniFlow(nnx.Module):
         guidance_scale: float,
         sway_coef: float | None = -1.0,
         trajectory: bool = False,
+        mask_padding: bool = False,
     ) -> jax.Array | tuple[jax.Array, jax.Array]:
         """Latents (B, T, latent) from noise (B, T, latent) by the sway-Euler sampler with CFG
-        (and, with ``trajectory``, the latent entering every step)."""
+        (and, with ``trajectory``, the latent entering every step). ``mask_padding``: a row's latents do not
+        depend on the frames past its length (see :meth:`dit.DiT.__call__`)."""
         ta, ctx, ctx_mask, x_mask = self.conditioning(prediction, noise.shape[1])
-        velocity = guided_velocity(self.backbone, ta, ctx, x_mask, ctx_mask, guidance_scale)
+        velocity = guided_velocity(self.backbone, ta, ctx, x_mask, ctx_mask, guidance_scale, mask_padding)
         return flow.euler_sample(velocity, noise, flow.sigma_schedule(num_steps, sway_coef), trajectory=trajectory)
 
 
@@ -352,6 +369,7 @@ def guided_velocity(
     x_mask: jax.Array,
     context_mask: jax.Array,
     guidance_scale: float,
+    mask_padding: bool = False,
 ) -> flow.VelocityFn:
     """The backbone as a velocity field of (x, t). With guidance > 1, one doubled batch
     [unconditional (context and time-aligned stream zeroed, masks kept); conditional]. Every block's share of
@@ -359,10 +377,14 @@ def guided_velocity(
     generation, not once per step."""
     if guidance_scale <= 1.0:
         conditioning = backbone.conditioning(ta, context)
-        return lambda x, t: backbone(x, t, None, None, x_mask, context_mask, conditioning=conditioning)
+        return lambda x, t: backbone(
+            x, t, None, None, x_mask, context_mask, conditioning=conditioning, mask_padding=mask_padding
+        )
     ta2, context2, x_mask2, context_mask2 = unconditional_first(ta, context, x_mask, context_mask)
     conditioning = backbone.conditioning(ta2, context2)
-    velocity = lambda x, t: backbone(x, t, None, None, x_mask2, context_mask2, conditioning=conditioning)  # noqa: E731
+    velocity = lambda x, t: backbone(  # noqa: E731
+        x, t, None, None, x_mask2, context_mask2, conditioning=conditioning, mask_padding=mask_padding
+    )
     return flow.classifier_free_guidance(velocity, guidance_scale)
 
 

@@ -162,6 +162,34 @@ def _decoder_block(cin: int, cout: int, stride: int, rngs: nnx.Rngs) -> Sequenti
 INITIAL_SCALE_BIAS = -5.0
 
 
+def _conv_frames(conv: WNConv1d, frames: jax.Array) -> jax.Array:
+    """Output frames of ``conv`` for ``frames`` input frames (PyTorch's length formulas)."""
+    k = conv.weight_v.shape[0]
+    if conv.transpose:
+        return (frames - 1) * conv.stride - 2 * conv.padding + k
+    return (frames + 2 * conv.padding - conv.dilation * (k - 1) - 1) // conv.stride + 1
+
+
+def _run_masked(module: nnx.Module, x: jax.Array, frames: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``module(x)`` with every convolution reading the frames at and past each row's ``frames`` as zeros, as
+    the row alone at its exact length would read its zero padding; returns (output, valid output frames)."""
+    if isinstance(module, WNConv1d):
+        keep = (jnp.arange(x.shape[1])[None] < frames[:, None])[..., None].astype(x.dtype)
+        return module(x * keep), _conv_frames(module, frames)
+    if isinstance(module, ResidualUnit):
+        y, _ = _run_masked_sequence(module, x, frames)
+        return x + y, frames
+    if isinstance(module, Sequential):
+        return _run_masked_sequence(module, x, frames)
+    return module(x), frames  # pointwise (SnakeBeta)
+
+
+def _run_masked_sequence(sequence: Sequential, x: jax.Array, frames: jax.Array) -> tuple[jax.Array, jax.Array]:
+    for module in sequence.layers:
+        x, frames = _run_masked(module, x, frames)
+    return x, frames
+
+
 class VAE(nnx.Module):
     """Waveform (B, L) ↔ latent (B, L/hop, latent_dim); channels-last latents."""
 
@@ -189,9 +217,12 @@ class VAE(nnx.Module):
             WNConv1d(c, cfg.io_channels, 7, padding=3, use_bias=False, rngs=rngs),
         )
 
-    def encode_moments(self, waveform: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Posterior mean and std (B, T, latent); std = softplus(scale) + 1e-4."""
-        h = self.encoder(waveform[..., None].astype(jnp.dtype(self.cfg.dtype))).astype(jnp.float32)
+    def encode_moments(self, waveform: jax.Array, lengths: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """Posterior mean and std (B, T, latent); std = softplus(scale) + 1e-4. With ``lengths`` (B,) in
+        samples, each row's valid frames are exactly those of the row encoded alone at its length."""
+        x = waveform[..., None].astype(jnp.dtype(self.cfg.dtype))
+        h = self.encoder(x) if lengths is None else _run_masked(self.encoder, x, lengths)[0]
+        h = h.astype(jnp.float32)
         mean, scale = jnp.split(h, 2, axis=-1)
         return mean, jax.nn.softplus(scale) + 1e-4
 
@@ -200,9 +231,12 @@ class VAE(nnx.Module):
         mean, std = self.encode_moments(waveform)
         return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
 
-    def decode(self, latent: jax.Array) -> jax.Array:
-        """Latent (B, T, latent) → waveform (B, T·hop)."""
-        return self.decoder(latent.astype(jnp.dtype(self.cfg.dtype)))[..., 0].astype(jnp.float32)
+    def decode(self, latent: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
+        """Latent (B, T, latent) → waveform (B, T·hop). With ``lengths`` (B,) in latent frames, each row's
+        valid samples are exactly those of the row decoded alone at its length (padding never leaks in)."""
+        z = latent.astype(jnp.dtype(self.cfg.dtype))
+        out = self.decoder(z) if lengths is None else _run_masked(self.decoder, z, lengths)[0]
+        return out[..., 0].astype(jnp.float32)
 
     def latent_mask(self, waveform_lengths: jax.Array, num_frames: int) -> jax.Array:
         """Valid latent frames of a padded batch: frame < length // hop."""

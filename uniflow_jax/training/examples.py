@@ -54,7 +54,6 @@ def _flow_logger(config, objective: FlowObjective, spec: ModelSpec) -> Logger:
         sample["instruction"] = bank[row][bank_mask[row]]
         if "video_frames" in sample:
             sample["video"] = np.asarray(clip(objective.frozen["clip"], sample.pop("video_frames")))
-    hop = objective.cfg.vae.hop_length
     generator = Generator(objective.cfg, (spec.graphdef, None), (objective.frozen_graphdef, None))
 
     def log(state: TrainState, frozen: Any, writer: MetricWriter, step: int) -> None:
@@ -62,7 +61,8 @@ def _flow_logger(config, objective: FlowObjective, spec: ModelSpec) -> Logger:
         # The generator's jitted programs take the states as arguments: swap in the current ones.
         generator.model = (spec.graphdef, nnx.merge_state(nnx.State(params), nnx.State(state.buffers)))
         generator.frozen = (objective.frozen_graphdef, frozen["encoders"])
-        given = [len(s["audio"]) // hop if tasks.get(s["task"]).content == "audio" else None for s in samples]
+        # SE/SR/V2A at their input's length (the sample CLI's default length rule).
+        aligned = [tasks.get(s["task"]).content in ("audio", "video") for s in samples]
         # One batch of every task: one compiled program pair; guidance as the task defaults of the CLI.
         for guidance in sorted({tasks.get(s["task"]).guidance_scale for s in samples}):
             chosen = [i for i, s in enumerate(samples) if tasks.get(s["task"]).guidance_scale == guidance]
@@ -70,7 +70,7 @@ def _flow_logger(config, objective: FlowObjective, spec: ModelSpec) -> Logger:
                 [samples[i] for i in chosen],
                 num_steps=config.flow.num_steps,
                 guidance_scale=guidance,
-                frames=[given[i] for i in chosen],
+                aligned=[aligned[i] for i in chosen],
             )
             for i, wave in zip(chosen, waves, strict=True):
                 tag = f"samples/{tasks.get(samples[i]['task']).short}"
