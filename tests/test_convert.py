@@ -5,6 +5,7 @@ import dataclasses
 import json
 import pathlib
 import pickle
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,8 +18,8 @@ from absl import flags
 from flax import nnx
 
 from uniflow_jax import config_lib, convert, sample
-from uniflow_jax.models import uniflow
-from uniflow_jax.weights import manifest, names, release, synthetic, torch_import, torch_pickle, upstream_config
+from uniflow_jax.models import t5, uniflow
+from uniflow_jax.weights import hf, manifest, names, release, synthetic, torch_import, torch_pickle, upstream_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -251,3 +252,73 @@ def test_the_readme_command_of_every_task_runs_on_a_converted_checkpoint(convert
     assert stdout.count("converted release") == len(commands) and "real-time factor" in stdout
     assert (tmp_path / "v2a.mp4").exists()  # the video with the generated sound
     assert any((tmp_path / "xla").iterdir())  # compiled programs kept for the next run
+
+
+# ---------------------------------------------------------------------------------------------- published layouts
+
+
+def _republish(source: pathlib.Path, target: pathlib.Path, layout: str) -> pathlib.Path:
+    """``source``'s T5 folder re-saved as the world publishes it: ``tied`` (current transformers' save_pretrained:
+    the input embedding once, as ``shared.weight``), ``sharded`` (two safetensors shards + index.json, tied too),
+    ``bin`` (``pytorch_model.bin`` only, a torch.save zip)."""
+    from safetensors.numpy import save_file
+
+    target.mkdir()
+    shutil.copyfile(source / "config.json", target / "config.json")
+    tensors = torch_import.read_safetensors(str(source / "model.safetensors"))
+    embedding = tensors.pop("encoder.embed_tokens.weight", None)
+    tensors["shared.weight"] = tensors.get("shared.weight", embedding)
+    names_sorted = sorted(tensors)
+    if layout == "tied":
+        save_file(tensors, str(target / "model.safetensors"))
+    elif layout == "sharded":
+        halves = {
+            "model-00001-of-00002.safetensors": names_sorted[::2],
+            "model-00002-of-00002.safetensors": names_sorted[1::2],
+        }
+        for file, keys in halves.items():
+            save_file({k: tensors[k] for k in keys}, str(target / file))
+        weight_map = {k: file for file, keys in halves.items() for k in keys}
+        index = {"metadata": {"total_size": sum(v.nbytes for v in tensors.values())}, "weight_map": weight_map}
+        (target / "model.safetensors.index.json").write_text(json.dumps(index))
+    else:
+        synthetic.write_torch_zip(tensors, target / "pytorch_model.bin")
+    return target
+
+
+@pytest.mark.parametrize("layout", ["tied", "sharded", "bin"])
+def test_t5_folders_convert_in_every_published_layout(tiny_release, tmp_path, layout):
+    config, _, t5_dir, _ = tiny_release
+    folder = _republish(t5_dir, tmp_path / layout, layout)
+    assert "encoder.embed_tokens.weight" not in hf.read_folder(folder)[1]  # only the tied name is stored
+    make = lambda: t5.T5Encoder(config_lib.uniflow_config(config).t5, rngs=nnx.Rngs(0))  # noqa: E731
+    _, state = torch_import.load_module(make, hf.t5_encoder_tensors(hf.read_folder(folder)[1]), names.T5)
+    _, reference = torch_import.load_module(make, hf.t5_encoder_tensors(hf.read_folder(t5_dir)[1]), names.T5)
+    for (path, ours), (_, theirs) in zip(nnx.to_flat_state(state), nnx.to_flat_state(reference), strict=True):
+        np.testing.assert_array_equal(np.asarray(ours.get_value()), np.asarray(theirs.get_value()), err_msg=str(path))
+
+
+def test_a_sharded_folder_missing_a_shard_is_named(tiny_release, tmp_path):
+    folder = _republish(tiny_release[2], tmp_path / "sharded", "sharded")
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model-00002-of-00002\.safetensors"):
+        hf.read_folder(folder)
+
+
+def test_convert_without_clip_and_refuse_a_clip_of_the_wrong_width(tiny_release, tmp_path):
+    """--clip is optional (V2A then needs precomputed features; the folder says so when asked for CLIP), and a
+    CLIP whose width is not the model's video feature width is refused at conversion, not at sampling."""
+    _, release_dir, t5_dir, clip_dir = tiny_release
+    tied = _republish(t5_dir, tmp_path / "t5", "tied")
+    out = tmp_path / "no_clip"
+    command = ["--release", release_dir, "--t5", tied, "--out", out]
+    subprocess.run([sys.executable, "-m", "uniflow_jax.convert", *map(str, command)], check=True, cwd=REPO)
+    assert convert.has_item(out, "model") and not convert.has_item(out, "clip")
+    with pytest.raises(FileNotFoundError, match="--clip"):
+        convert.restore(out, "clip", {})
+    wide = tmp_path / "wide_clip"
+    shutil.copytree(clip_dir, wide)
+    hf_config = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**hf_config, "hidden_size": 2 * hf_config["hidden_size"]}))
+    with pytest.raises(upstream_config.UnsupportedUpstreamConfig, match="video features"):
+        release.convert(release_dir, t5_dir, wide)

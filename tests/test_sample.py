@@ -350,3 +350,70 @@ def test_se_sr_v2a_follow_their_input_length_unless_asked_for_the_predicted_one(
     assert not predicted.aligned and predicted.samples is None
     with pytest.raises(ValueError, match="length applies to se, sr and v2a only"):
         sample.check_fields(sample.tasks.get("tts"), {"phonemes": "HH AY1", "length": "input"})
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_every_bad_request_is_refused_up_front_with_its_line_and_nothing_is_written(tmp_path, inputs, capsys):
+    rng = np.random.default_rng(1)
+    nan = rng.uniform(-0.3, 0.3, 8000).astype(np.float32)
+    nan[100:110] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
+    sf.write(tmp_path / "long.wav", np.zeros(31 * 8000, np.float32), 8000)
+    np.save(tmp_path / "features.npy", np.full((5, 32), np.inf, np.float32))
+    lines = [
+        {"id": "ok", "task": "t2a", "caption": "a dog barks", "duration": 0.5},  # after the BOM: fine
+        {"id": "nan", "task": "se", "noisy_speech": "nan.wav"},
+        {"id": "empty", "task": "sr", "low_sr_audio": "empty.wav"},
+        {"id": "long", "task": "se", "noisy_speech": "long.wav"},
+        {"id": "missing", "task": "sr", "low_sr_audio": "nowhere.flac"},
+        {"id": "phone", "task": "tts", "phonemes": "HH XX"},
+        {"id": "blank", "task": "t2m", "caption": "   "},
+        {"id": "singer", "task": "svs", "score_phonemes": "n i", "score_notes": "C4 C4", "score_durations": "0.2 0.2",
+         "singer": "Nobody"},
+        {"id": "note", "task": "svs", "score_phonemes": "n i", "score_notes": "C4 H9", "score_durations": "0.2 0.2"},
+        {"id": "features", "task": "v2a", "video_features": "features.npy"},
+        {"id": "video", "task": "v2a", "video": "broken.mp4"},
+        {"id": "length", "task": "tts", "phonemes": "HH AY1", "length": "input"},
+    ]  # fmt: skip
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    batch = tmp_path / "requests.jsonl"
+    batch.write_text("\ufeff" + "\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n", "utf-8")
+    out = tmp_path / "out"
+    flags.FLAGS.unparse_flags()
+    argv = flags.FLAGS(
+        ["sample", "--config", str(REPO / "configs/tiny.py"), "--batch", str(batch), "--out_dir", str(out)]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        sample.main(argv)
+    flags.FLAGS.unparse_flags()
+    assert exit_info.value.code == 2 and not out.exists()
+    errors = capsys.readouterr().err
+    expected = {
+        2: "NaN or infinite", 3: "no samples", 4: "longer than the 30 s", 5: "no such file",
+        6: "unknown ARPAbet phone: XX", 7: "caption is blank", 8: "unknown singer", 9: "not a note name",
+        10: "contains NaN or infinite",
+        11: "not a readable video", 12: "length applies to se, sr and v2a only",
+    }  # fmt: skip
+    for number, reason in expected.items():
+        assert any(f"requests.jsonl:{number}: " in e and reason in e for e in errors.splitlines()), (number, errors)
+    assert "requests.jsonl:1:" not in errors and f"{len(expected)} problem(s); nothing was generated" in errors
+
+
+def test_a_video_needs_clip_and_outputs_are_never_non_finite(tmp_path, inputs):
+    no_clip = sample.InputContext(has_clip=False)
+    with pytest.raises(ValueError, match="converted without --clip"):
+        sample.check_inputs(sample.tasks.get("v2a"), {"video": str(inputs / "clip.mp4")}, no_clip)
+    features = tmp_path / "f.npy"
+    np.save(features, np.zeros((4, 32), np.float32))
+    sample.check_inputs(sample.tasks.get("v2a"), {"video_features": str(features)}, no_clip)  # fine without CLIP
+    wave = np.array([0.1, np.nan, 0.2], np.float32)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        sample.write_outputs(sample.tasks.get("t2a"), {}, wave, tmp_path / "x.wav", 24000)
+    assert not (tmp_path / "x.wav").exists()
+    loud = np.array([0.5, 1.5, -2.0], np.float32)
+    assert sample.clipped_samples(loud) == 2
+    sample.write_outputs(sample.tasks.get("t2a"), {}, loud, tmp_path / "y.wav", 24000)
+    np.testing.assert_allclose(sf.read(tmp_path / "y.wav", dtype="float32")[0], [0.5, 1.0, -1.0], atol=1e-4)

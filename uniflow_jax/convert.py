@@ -4,7 +4,8 @@
         --clip clip-vit-large-patch14 --out converted/small [--fusion dummy|hybrid]
 
 ``OUT`` holds our ``config.json``, one orbax checkpoint ``weights/`` with three items (``model``: the
-trainable flow model, ``frozen``: VAE + Flan-T5 encoder, ``clip``: the CLIP vision tower), the instruction
+trainable flow model, ``frozen``: VAE + Flan-T5 encoder, ``clip``: the CLIP vision tower; without ``--clip``
+there is none, and V2A then takes precomputed ``--video_features`` only), the instruction
 HDF5, the T5 tokenizer and the release's resource files (phone sets, singers, pinyin table), and
 ``conversion.json`` (sources, parameter counts, time and peak memory). Nothing is downloaded.
 """
@@ -41,7 +42,7 @@ def write(converted: release.Converted, out: str | pathlib.Path) -> None:
     out = pathlib.Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(converted.config.to_json_best_effort(indent=1))
-    trees = {name: nnx.to_pure_dict(getattr(converted, name)) for name in ITEMS}
+    trees = {name: nnx.to_pure_dict(getattr(converted, name)) for name in ITEMS if getattr(converted, name) is not None}
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         args = {name: ocp.args.StandardSave(tree) for name, tree in trees.items()}
         checkpointer.save(out / WEIGHTS_DIR, ocp.args.Composite(**args), force=True)
@@ -54,9 +55,17 @@ def restore(folder: str | pathlib.Path, item: str, abstract: dict) -> dict:
     path = pathlib.Path(folder).absolute() / WEIGHTS_DIR
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {folder} a folder written by python -m uniflow_jax.convert?")
+    if not has_item(folder, item):
+        hint = " (convert again with --clip CLIP_FOLDER, or give V2A --video_features)" if item == "clip" else ""
+        raise FileNotFoundError(f"{folder} was converted without its {item!r} weights{hint}")
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         restored = checkpointer.restore(path, ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))
     return restored[item]
+
+
+def has_item(folder: str | pathlib.Path, item: str) -> bool:
+    """Whether a converted folder holds ``item`` (a release converted without ``--clip`` has no ``clip``)."""
+    return (pathlib.Path(folder) / WEIGHTS_DIR / item).is_dir()
 
 
 def read_config(folder: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -94,7 +103,7 @@ def restore_module(
 def convert_release(
     release_dir: str | pathlib.Path,
     t5_dir: str | pathlib.Path,
-    clip_dir: str | pathlib.Path,
+    clip_dir: str | pathlib.Path | None,
     out: str | pathlib.Path,
     *,
     fusion: str | None = None,
@@ -125,7 +134,7 @@ def convert_release(
     report = {
         "release": str(release_dir.absolute()),
         "t5": str(t5_dir.absolute()),
-        "clip": str(pathlib.Path(clip_dir).absolute()),
+        "clip": None if clip_dir is None else str(pathlib.Path(clip_dir).absolute()),
         "fusion": config.model.fusion,
         "parameters": converted.counts,
         "seconds": round(time.perf_counter() - start, 1),
@@ -138,7 +147,11 @@ def convert_release(
 def _define_flags() -> None:
     flags.DEFINE_string("release", None, "Released folder: config.yaml, model.safetensors, VAE checkpoint, ...")
     flags.DEFINE_string("t5", None, "Flan-T5-large Hugging Face folder (config.json, *.safetensors, spiece.model).")
-    flags.DEFINE_string("clip", None, "CLIP ViT-L/14 Hugging Face folder (config.json, *.safetensors).")
+    flags.DEFINE_string(
+        "clip",
+        None,
+        "CLIP ViT-L/14 Hugging Face folder (config.json, *.safetensors); only V2A from video files needs it.",
+    )
     flags.DEFINE_string("out", None, "Output folder.")
     flags.DEFINE_enum("fusion", None, ["dummy", "hybrid"], "Override the content-fusion variant of config.yaml.")
 
@@ -146,8 +159,10 @@ def _define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
     del argv
     values = flags.FLAGS
-    if not all((values.release, values.t5, values.clip, values.out)):
-        raise flags.ValidationError("usage: python -m uniflow_jax.convert --release DIR --t5 DIR --clip DIR --out OUT")
+    if not all((values.release, values.t5, values.out)):
+        raise flags.ValidationError(
+            "usage: python -m uniflow_jax.convert --release DIR --t5 DIR [--clip DIR] --out OUT"
+        )
     with jax.default_device(jax.devices("cpu")[0]):
         report = convert_release(values.release, values.t5, values.clip, values.out, fusion=values.fusion)
     counts = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in report["parameters"].items())

@@ -59,6 +59,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import sys
 import tempfile
 import time
 import zlib
@@ -75,12 +76,12 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from uniflow_jax import cli, config_lib, convert, instructions, parallel, tasks
+from uniflow_jax import cli, config_lib, convert, generate, instructions, parallel, tasks
 from uniflow_jax.data import audio
 from uniflow_jax.data.collate import NUM_INSTRUCTIONS
-from uniflow_jax.frontends import g2p, score, speaker, symbols, text
+from uniflow_jax.frontends import g2p, score, speaker, symbols, text, video
 from uniflow_jax.generate import Generator, task_defaults
-from uniflow_jax.models import clip, uniflow
+from uniflow_jax.models import adapter, clip, uniflow
 from uniflow_jax.training import checkpoint
 from uniflow_jax.training import state as train_state
 from uniflow_jax.weights import frozen as frozen_weights
@@ -313,8 +314,6 @@ class LoadedModel:
 
     def clip_features(self, frames: np.ndarray) -> np.ndarray:
         """Video frames (N, H, W, 3) uint8 → per-frame features of the frozen CLIP (N, video_dim)."""
-        from uniflow_jax.frontends import video
-
         if self._clip is None:
             graphdef, state = self._clip_source(self.mesh)
             forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])
@@ -398,6 +397,105 @@ def check_fields(task: tasks.Task, fields: Mapping[str, Any]) -> None:
         raise ValueError(f"instruction_idx must be 0..{NUM_INSTRUCTIONS - 1}, got {index}")
 
 
+MAX_INPUT_SECONDS = generate.LENGTH_BUCKETS[-1] / adapter.LATENT_RATE  # the longest length bucket: 30 s
+MAX_VIDEO_SECONDS = 10.0  # read from a video file, as the original CLI (longer videos are cut there)
+
+
+class InvalidRequests(ValueError):
+    """Every problem found in a set of requests, one ``where: reason`` each (nothing was generated)."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class InputContext:
+    """What checking a request's inputs needs to know of the model before it is loaded."""
+
+    pinyin_table: pathlib.Path | None = None  # the checkpoint folder's, for --music_score without its own
+    has_clip: bool = True  # False: a converted release without CLIP (V2A needs --video_features)
+
+
+def _audio_problem(path: str, what: str) -> None:
+    """Raises ``ValueError`` unless ``path`` decodes to finite, non-empty audio of at most the longest bucket."""
+    if not pathlib.Path(path).is_file():
+        raise ValueError(f"{what} {path}: no such file")
+    try:
+        wave, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise ValueError(f"{what} {path}: cannot read audio ({error})") from None
+    if len(wave) == 0:
+        raise ValueError(f"{what} {path}: no samples")
+    if not np.isfinite(wave).all():
+        raise ValueError(f"{what} {path}: {int(np.sum(~np.isfinite(wave)))} samples are NaN or infinite")
+    seconds = len(wave) / rate
+    if seconds > MAX_INPUT_SECONDS:
+        raise ValueError(f"{what} {path}: {seconds:.1f} s, longer than the {MAX_INPUT_SECONDS:g} s the sampler takes")
+
+
+def _array_file(path: str, what: str, ndim: int) -> np.ndarray:
+    if not pathlib.Path(path).is_file():
+        raise ValueError(f"{what} {path}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{what} {path}: not a .npy array ({error})") from None
+    if array.ndim != ndim or array.size == 0 or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{what} {path}: expected a non-empty {ndim}-d numeric array, got {array.dtype} {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} {path}: contains NaN or infinite values")
+    return array
+
+
+def check_inputs(task: tasks.Task, fields: Mapping[str, Any], context: InputContext = InputContext()) -> None:
+    """Everything about a request that can be checked before the model loads: its fields (:func:`check_fields`),
+    non-blank texts, known phones, notes and singers, and files that exist and decode to finite, non-empty
+    inputs within the length limits. Raises ``ValueError`` with the first problem."""
+    check_fields(task, fields)
+    for name in ("caption", "transcript", "music_score", "instruction", "phonemes", "score_phonemes"):
+        if name in fields and fields[name] is not None and not str(fields[name]).strip():
+            raise ValueError(f"{name} is blank")
+    duration = fields.get("duration")
+    if duration is not None and duration > MAX_INPUT_SECONDS:
+        raise ValueError(f"duration {duration:g} s is longer than the {MAX_INPUT_SECONDS:g} s the sampler makes")
+    if task.content == "phoneme":
+        phones = fields["phonemes"].split() if fields.get("phonemes") else g2p.phonemize(fields["transcript"])
+        symbols.tts_phone_ids(phones, oov=None if fields.get("phonemes") else "spn")
+        if fields.get("speaker_embedding"):
+            _array_file(fields["speaker_embedding"], "speaker_embedding", 1)
+        if fields.get("ref_speaker_speech"):
+            _audio_problem(fields["ref_speaker_speech"], "ref_speaker_speech")
+            if not pathlib.Path(fields["speaker_model"]).is_file():
+                raise ValueError(f"speaker_model {fields['speaker_model']}: no such file")
+    elif task.content == "score":
+        symbols.singer_id(fields.get("singer", DEFAULTS["singer"]))
+        if fields.get("music_score"):
+            table = fields.get("pinyin_table") or context.pinyin_table
+            if table is None:
+                raise ValueError("a music_score needs a pinyin_table (a release checkpoint folder has one)")
+            phones = score.parse_music_score(fields["music_score"], score.read_pinyin_table(table))
+        else:
+            phones = _phone_score(fields, None)
+        symbols.svs_phone_ids(phones.phones)
+        for note in phones.notes:
+            symbols.note_to_midi(note)
+    elif task.content == "audio":
+        _audio_problem(fields["noisy_speech" if task.short == "se" else "low_sr_audio"], task.short + " input")
+    elif task.content == "video":
+        if fields.get("video_features"):
+            features = _array_file(fields["video_features"], "video_features", 2)
+            if len(features) / video.FRAME_RATE > MAX_INPUT_SECONDS:
+                raise ValueError(f"video_features: {len(features)} frames, more than {MAX_INPUT_SECONDS:g} s")
+        else:
+            if not context.has_clip:
+                raise ValueError("a video needs the CLIP vision tower: this checkpoint was converted without "
+                                 "--clip (convert it again with --clip, or give video_features)")  # fmt: skip
+            if not pathlib.Path(fields["video"]).is_file():
+                raise ValueError(f"video {fields['video']}: no such file")
+            video.probe(fields["video"])
+
+
 def build_sample(task: tasks.Task, fields: Mapping[str, Any], model: LoadedModel) -> Request:
     """A request's inputs (``fields``: named like the flags, from the command line or a jsonl line; missing
     or None = not given) as a model sample."""
@@ -442,9 +540,7 @@ def build_sample(task: tasks.Task, fields: Mapping[str, Any], model: LoadedModel
                                  f"(frames, {model.cfg.video_dim})")  # fmt: skip
             sample["video"] = features
         else:
-            from uniflow_jax.frontends import video
-
-            sample["video"] = model.clip_features(video.read_frames(fields["video"], max_seconds=10.0))
+            sample["video"] = model.clip_features(video.read_frames(fields["video"], max_seconds=MAX_VIDEO_SECONDS))
     return request
 
 
@@ -463,14 +559,23 @@ def _xvector(fields: Mapping[str, Any], dim: int) -> np.ndarray:
     return xvector.astype(np.float32)
 
 
-def _phone_score(fields: Mapping[str, Any], model: LoadedModel) -> score.PhoneScore:
-    """The SVS score per phone: a word-level music score expanded, or the explicit per-phone lists."""
+def _phone_score(fields: Mapping[str, Any], model: LoadedModel | None) -> score.PhoneScore:
+    """The SVS score per phone: a word-level music score expanded (with ``model``'s pinyin table), or the
+    explicit per-phone lists."""
     if fields.get("music_score"):
         return score.parse_music_score(fields["music_score"], model.pinyin_table(fields.get("pinyin_table")))
     phones = fields["score_phonemes"].split()
     notes = fields["score_notes"].split()
-    seconds = [float(x) for x in fields["score_durations"].split()]
-    slurs = [int(x) for x in fields["score_slurs"].split()] if fields.get("score_slurs") else [0] * len(phones)
+    try:
+        seconds = [float(x) for x in fields["score_durations"].split()]
+    except ValueError:
+        raise ValueError(f"score_durations must be seconds per phone, got {fields['score_durations']!r}") from None
+    if not all(np.isfinite(s) and s >= 0 for s in seconds):
+        raise ValueError(f"score_durations must be finite and non-negative, got {fields['score_durations']!r}")
+    try:
+        slurs = [int(x) for x in fields["score_slurs"].split()] if fields.get("score_slurs") else [0] * len(phones)
+    except ValueError:
+        raise ValueError(f"score_slurs must be 0 or 1 per phone, got {fields['score_slurs']!r}") from None
     if not len(phones) == len(notes) == len(seconds) == len(slurs):
         raise ValueError("SVS: phones, notes, durations and slurs need one entry per phone")
     return score.PhoneScore(phones, notes, seconds, slurs)
@@ -480,17 +585,25 @@ def write_outputs(
     task: tasks.Task, fields: Mapping[str, Any], wave: np.ndarray, path: str | pathlib.Path, sample_rate: int
 ) -> list[pathlib.Path]:
     """Writes the audio to ``path``; for V2A from a video file, also ``path`` with the suffix .mp4: the input
-    video with this sound. Returns the files written."""
+    video with this sound. Returns the files written. A non-finite sample is an error (nothing is written);
+    samples beyond ±1 are clipped: :func:`clipped_samples` counts them."""
     path = pathlib.Path(path)
+    if not np.isfinite(wave).all():
+        raise FloatingPointError(f"{path}: the generated audio has {int(np.sum(~np.isfinite(wave)))} non-finite "
+                                 "samples; nothing was written")  # fmt: skip
+    wave = np.clip(wave, -1.0, 1.0)
     audio.write_audio(path, wave, sample_rate)
     if not (task.content == "video" and fields.get("video")):
         return [path]
-    from uniflow_jax.frontends import video
-
     mp4 = path.with_suffix(".mp4")
     if not video.mux_audio(fields["video"], wave, sample_rate, mp4):
         logging.info("%s: the video was re-encoded (H.264): mp4 cannot hold its codec", mp4)
     return [path, mp4]
+
+
+def clipped_samples(wave: np.ndarray) -> int:
+    """Samples beyond ±1, which a wav cannot hold (written clipped)."""
+    return int(np.sum(np.abs(wave) > 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -503,27 +616,38 @@ class Line:
     fields: dict
 
 
-def read_requests(path: str | pathlib.Path, defaults: Mapping[str, str] | None = None) -> list[Line]:
-    """Parses and checks a jsonl file of requests; a malformed line raises ``ValueError`` naming file:line.
+def read_requests(
+    path: str | pathlib.Path, defaults: Mapping[str, str] | None = None, context: InputContext = InputContext()
+) -> list[Line]:
+    """Parses and fully checks a jsonl file of requests (UTF-8, with or without a BOM): every line's fields and
+    input files (:func:`check_inputs`). Raises :class:`InvalidRequests` listing every bad line as file:line.
     ``defaults``: values of :data:`SHARED_FIELDS` for the lines that do not give them."""
     path = pathlib.Path(path)
+    try:
+        rows = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidRequests([f"{path}: cannot read the requests ({error})"]) from None
     lines: list[Line] = []
+    problems: list[str] = []
     seen: set[tuple[str, str]] = set()
-    for number, row in enumerate(path.read_text().splitlines(), start=1):
+    for number, row in enumerate(rows, start=1):
         if not row.strip():
             continue
         where = f"{path}:{number}"
         try:
             line = _parse_line(row, where, path.parent, defaults or {})
-        except (ValueError, KeyError) as error:
-            message = error.args[0] if isinstance(error, KeyError) else str(error)
-            raise ValueError(f"{where}: {message}") from None
-        if (line.task.short, line.id) in seen:
-            raise ValueError(f"{where}: a second {line.task.short} request with id {line.id!r}")
-        seen.add((line.task.short, line.id))
+            if (line.task.short, line.id) in seen:
+                raise ValueError(f"a second {line.task.short} request with id {line.id!r}")
+            seen.add((line.task.short, line.id))
+            check_inputs(line.task, line.fields, context)
+        except (ValueError, KeyError, OSError, ImportError) as error:
+            problems.append(f"{where}: {error.args[0] if isinstance(error, KeyError) else error}")
+            continue
         lines.append(line)
-    if not lines:
-        raise ValueError(f"{path}: no requests")
+    if not lines and not problems:
+        problems.append(f"{path}: no requests")
+    if problems:
+        raise InvalidRequests(problems)
     return lines
 
 
@@ -564,7 +688,6 @@ def _parse_line(row: str, where: str, base: pathlib.Path, defaults: Mapping[str,
             value = str(base / pathlib.Path(value).expanduser())  # relative to the jsonl's folder
         fields[key] = value
     fields = {**{k: v for k, v in defaults.items() if k in SHARED_FIELDS}, **fields}
-    check_fields(task, fields)
     return Line(where, name, task, fields)
 
 
@@ -609,6 +732,7 @@ class TaskSummary:
     count: int = 0
     seconds: float = 0.0
     wall: float = 0.0
+    clipped: int = 0  # samples beyond ±1, written clipped
 
     @property
     def real_time_factor(self) -> float:
@@ -654,21 +778,24 @@ def run_batch(
                 for line, wave in zip(chunk, waves, strict=True):
                     write_outputs(task, line.fields, wave, out_dir / short / f"{line.id}.wav", rate)
                     summary.seconds += len(wave) / rate
+                    summary.clipped += clipped_samples(wave)
                 bar.update(len(chunk))
             summary.wall = time.perf_counter() - start
     return summaries
 
 
 def format_summary(summaries: Mapping[str, TaskSummary]) -> str:
-    rows = [f"{'task':<5} {'count':>6} {'audio s':>9} {'wall s':>8} {'RTF':>7}"]
-    for short, s in summaries.items():
-        rows.append(f"{short:<5} {s.count:>6} {s.seconds:>9.2f} {s.wall:>8.2f} {s.real_time_factor:>7.3f}")
+    rows = [f"{'task':<5} {'count':>6} {'audio s':>9} {'wall s':>8} {'RTF':>7} {'clipped':>8}"]
     total = TaskSummary(
         sum(s.count for s in summaries.values()),
         sum(s.seconds for s in summaries.values()),
         sum(s.wall for s in summaries.values()),
+        sum(s.clipped for s in summaries.values()),
     )
-    rows.append(f"{'all':<5} {total.count:>6} {total.seconds:>9.2f} {total.wall:>8.2f} {total.real_time_factor:>7.3f}")
+    for short, s in [*summaries.items(), ("all", total)]:
+        rows.append(
+            f"{short:<5} {s.count:>6} {s.seconds:>9.2f} {s.wall:>8.2f} {s.real_time_factor:>7.3f} {s.clipped:>8}"
+        )
     return "\n".join(rows)
 
 
@@ -691,7 +818,31 @@ def load_model() -> LoadedModel:
         return LoadedModel.random(FLAGS.config, FLAGS.seed, pathlib.Path(tokenizer_dir))
 
 
+def input_context() -> InputContext:
+    """What the flags' model tells about inputs before it loads (a converted folder's pinyin table and CLIP)."""
+    if not FLAGS.checkpoint:
+        return InputContext()
+    folder = pathlib.Path(FLAGS.checkpoint)
+    table = folder / PINYIN_TABLE
+    return InputContext(table if table.exists() else None, convert.has_item(folder, "clip"))
+
+
+def refuse(problems: Sequence[str]) -> None:
+    """Reports bad input and exits with status 2, before anything is generated or written."""
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"{len(problems)} problem(s); nothing was generated", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: Sequence[str]) -> None:
+    try:
+        _main(argv)
+    except InvalidRequests as error:
+        refuse(error.problems)
+
+
+def _main(argv: Sequence[str]) -> None:
     positional = argv[1:]
     if sum(x is not None for x in (FLAGS.checkpoint, FLAGS.workdir, FLAGS.config)) != 1:
         raise flags.ValidationError(
@@ -704,7 +855,7 @@ def main(argv: Sequence[str]) -> None:
         if not FLAGS.out_dir:
             raise flags.ValidationError("--batch needs --out_dir")
         shared = {name: getattr(FLAGS, name) for name in SHARED_FIELDS if getattr(FLAGS, name)}
-        lines = read_requests(FLAGS.batch, shared)  # a malformed file fails before the model is built
+        lines = read_requests(FLAGS.batch, shared, input_context())  # every line checked before the model loads
         model = load_model()
         print(f"{len(lines)} requests, {model.description}")
         summaries = run_batch(
@@ -724,7 +875,10 @@ def main(argv: Sequence[str]) -> None:
         raise flags.ValidationError("usage: python -m uniflow_jax.sample TASK (--workdir RUN | --config FILE) [inputs]")
     task = tasks.get(task_name)
     fields = {name: getattr(FLAGS, name) for name in FIELDS}
-    check_fields(task, fields)  # before the model is built
+    try:
+        check_inputs(task, fields, input_context())  # before the model is built
+    except (ValueError, OSError, ImportError) as error:
+        raise InvalidRequests([str(error)]) from None
     steps, guidance = _settings(task, FLAGS.num_steps, FLAGS.guidance_scale)
     output = pathlib.Path(FLAGS.output or f"{task.short}.wav")
     if output.suffix == ".mp4":  # a V2A output named as the video: the wav goes beside it
@@ -742,6 +896,7 @@ def main(argv: Sequence[str]) -> None:
         f"wrote {' and '.join(map(str, written))}: {task.id}, {seconds:.2f} s at 24 kHz ({model.description}) | "
         f"{steps} steps, guidance {guidance} | time to first audio {timings[0]:.2f} s (compile included) | "
         f"steady {timings[1]:.2f} s, real-time factor {timings[1] / max(seconds, 1e-9):.3f}"
+        + (f" | {clipped_samples(wave)} samples beyond ±1 written clipped" if clipped_samples(wave) else "")
     )
 
 

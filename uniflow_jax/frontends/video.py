@@ -20,6 +20,19 @@ def _av():
     return av
 
 
+def probe(path: str | pathlib.Path) -> None:
+    """Raises ``ValueError`` naming ``path`` unless it holds a video stream whose first frame decodes (a cheap
+    check before any model loads)."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path}: no video stream")
+            next(container.decode(container.streams.video[0]))
+    except (av.error.FFmpegError, StopIteration) as error:
+        raise ValueError(f"{path}: not a readable video ({error or 'no frame'})") from None
+
+
 def read_frames(path: str | pathlib.Path, fps: float = FRAME_RATE, max_seconds: float | None = None) -> np.ndarray:
     """RGB frames (N, H, W, 3) uint8 sampled at ``fps``: for each time k/fps, the last decoded frame."""
     av = _av()

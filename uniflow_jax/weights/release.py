@@ -106,16 +106,26 @@ def fusion_of(model: Mapping[str, Any]) -> str:
 
 
 def our_config(
-    release_config: Mapping[str, Any], t5_config: Mapping[str, Any], clip_config: Mapping[str, Any]
+    release_config: Mapping[str, Any], t5_config: Mapping[str, Any], clip_config: Mapping[str, Any] | None
 ) -> ml_collections.ConfigDict:
-    """Our experiment config for a release (``config.yaml`` contents) and the HF configs of T5 and CLIP."""
+    """Our experiment config for a release (``config.yaml`` contents) and the HF configs of T5 and CLIP (None:
+    converted without CLIP; ``model.clip`` keeps the ViT-L/14 defaults, unused). The CLIP's width must be the
+    model's video feature width."""
     model = release_config["model"]
     kwargs = {**upstream_kwargs(model), "t5": t5_config}
     typed = upstream_config.uniflow_config(
         kwargs, fusion=fusion_of(model), cfg_drop_prob=model.get("cfg_drop_ratio", 0.2)
     )
-    clip_cfg = upstream_config.clip_vision_config(clip_config)
     config = config_lib.base_config("small")
+    if clip_config is None:
+        clip_cfg = config_lib.clip_config(config)
+    else:
+        clip_cfg = upstream_config.clip_vision_config(clip_config)
+        if clip_cfg.hidden_size != typed.video_dim:
+            raise upstream_config.UnsupportedUpstreamConfig(
+                f"CLIP: its features are {clip_cfg.hidden_size} wide, the model's video features "
+                f"{typed.video_dim} (config.yaml video_feat_dim): give the CLIP the release was trained with"
+            )
     config.model.sample_rate = release_config.get("sample_rate", 24000)
     m, dit = config.model, typed.dit
     m.dit.update(embed_dim=dit.embed_dim, depth=dit.depth, num_heads=dit.num_heads, mlp_ratio=dit.mlp_ratio,
@@ -208,15 +218,19 @@ class Converted:
     config: ml_collections.ConfigDict
     model: nnx.State  # Params of uniflow.UniFlow
     frozen: nnx.State  # uniflow.FrozenEncoders (VAE + T5)
-    clip: nnx.State  # the CLIP vision tower
+    clip: nnx.State | None  # the CLIP vision tower (None: converted without one)
     counts: dict[str, int]
 
 
-def convert(release: str | pathlib.Path, t5_folder: str | pathlib.Path, clip_folder: str | pathlib.Path) -> Converted:
-    """Reads and checks every tensor of a release and the T5/CLIP folders (values in float32)."""
+def convert(
+    release: str | pathlib.Path, t5_folder: str | pathlib.Path, clip_folder: str | pathlib.Path | None
+) -> Converted:
+    """Reads and checks every tensor of a release and the T5/CLIP folders (values in float32); without a CLIP
+    folder, V2A needs precomputed video features."""
     release = pathlib.Path(release)
     release_config = read_config_yaml(release)
-    t5_hf, clip_hf = _hf_config(t5_folder), _hf_config(clip_folder)
+    t5_hf = _hf_config(t5_folder)
+    clip_hf = None if clip_folder is None else _hf_config(clip_folder)
     config = our_config(release_config, t5_hf, clip_hf)
     cfg, clip_cfg = config_lib.uniflow_config(config), config_lib.clip_config(config)
 
@@ -243,16 +257,18 @@ def convert(release: str | pathlib.Path, t5_folder: str | pathlib.Path, clip_fol
         str(t5_folder),
     )
     frozen = nnx.State({"vae": vae_state, "t5": t5_state})
-    clip_state = _import(
-        lambda: clip.CLIPVisionEncoder(clip_cfg, rngs=nnx.Rngs(0)),
-        lambda: hf.clip_vision_tensors(hf.read_folder(clip_folder)[1]),
-        names.CLIP_VISION,
-        str(clip_folder),
-    )
     counts = {
         "model": nnx_utils.count_parameters(params),
         "vae": nnx_utils.count_parameters(vae_state),
         "t5": nnx_utils.count_parameters(t5_state),
-        "clip": nnx_utils.count_parameters(clip_state),
     }
+    clip_state = None
+    if clip_folder is not None:
+        clip_state = _import(
+            lambda: clip.CLIPVisionEncoder(clip_cfg, rngs=nnx.Rngs(0)),
+            lambda: hf.clip_vision_tensors(hf.read_folder(clip_folder)[1]),
+            names.CLIP_VISION,
+            str(clip_folder),
+        )
+        counts["clip"] = nnx_utils.count_parameters(clip_state)
     return Converted(config, params, frozen, clip_state, counts)
