@@ -417,3 +417,52 @@ def test_a_video_needs_clip_and_outputs_are_never_non_finite(tmp_path, inputs):
     assert sample.clipped_samples(loud) == 2
     sample.write_outputs(sample.tasks.get("t2a"), {}, loud, tmp_path / "y.wav", 24000)
     np.testing.assert_allclose(sf.read(tmp_path / "y.wav", dtype="float32")[0], [0.5, 1.0, -1.0], atol=1e-4)
+
+
+def _batch_lines(directory: pathlib.Path, scale: float) -> list[sample.Line]:
+    """14 mixed requests of different lengths (``scale`` stretches every length a little)."""
+    rng = np.random.default_rng(int(scale * 100))
+    rows = []
+    for i, seconds in enumerate((0.3, 0.45, 0.6, 1.1)):
+        rows.append({"id": f"a{i}", "task": "t2a", "caption": "a dog barks " * (i + 1), "duration": seconds * scale})
+    for i, words in enumerate(("HH AY1", "HH AH0 L OW1", "W ER1 L D HH AY1", "HH AH0 L OW1 W ER1 L D")):
+        rows.append({"id": f"s{i}", "task": "tts", "phonemes": words})
+    for i, seconds in enumerate((0.4, 0.7, 1.3)):
+        path = directory / f"se{i}_{scale}.wav"
+        sf.write(path, rng.uniform(-0.3, 0.3, int(seconds * scale * 16000)).astype(np.float32), 16000)
+        rows.append({"id": f"e{i}", "task": "se", "noisy_speech": str(path)})
+    for i, frames in enumerate((4, 9, 15)):
+        path = directory / f"v{i}_{scale}.npy"
+        np.save(path, rng.standard_normal((int(frames * scale), 32)).astype(np.float32))
+        rows.append({"id": f"v{i}", "task": "v2a", "video_features": str(path)})
+    batch = directory / f"requests_{scale}.jsonl"
+    batch.write_text("\n".join(json.dumps(row) for row in rows))
+    return sample.read_requests(batch)
+
+
+def test_a_mixed_batch_compiles_one_program_pair_per_bucket_combination(model, tmp_path):
+    """Every padded axis is bucketed: the programs compiled are those of the bucket combinations met, and a second
+    batch of other lengths within the same buckets compiles nothing."""
+    lines = _batch_lines(tmp_path, 1.0)
+    assert len(lines) >= 12
+    generator = model.generator
+    before = generator.compiled_programs()
+    summaries = sample.run_batch(model, lines, tmp_path / "out", batch_size=2, num_steps=2)
+    first = generator.compiled_programs() - before
+    # The bucket combinations this batch meets: one predict program per input signature, one render per output.
+    inputs, outputs = set(), set()
+    for short in ("t2a", "tts", "se", "v2a"):
+        group = sorted((line for line in lines if line.task.short == short), key=sample._length_hint)
+        for k in range(0, len(group), 2):
+            requests = [sample.build_sample(line.task, line.fields, model) for line in group[k : k + 2]]
+            rows = generator.buckets.size("batch", len(requests))
+            padded = generator.padded_lengths([r.sample for r in requests])
+            inputs.add((rows, short, tuple(sorted(padded.items()))))
+            _, noise = generator.plan([r.sample for r in requests], aligned=[r.aligned for r in requests],
+                                      frames=[r.frames for r in requests])  # fmt: skip
+            outputs.add((rows, short, tuple(sorted(padded.items())), noise.shape))
+    assert 0 < first <= len(inputs) + len(outputs)
+    again = _batch_lines(tmp_path, 1.05)  # every length 5 % longer: the same buckets
+    sample.run_batch(model, again, tmp_path / "again", batch_size=2, num_steps=2)
+    assert generator.compiled_programs() - before == first
+    assert sum(len(s.compiles) for s in summaries.values()) >= first  # the summary counts what XLA compiled

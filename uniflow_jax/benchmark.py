@@ -202,7 +202,7 @@ def bench_sampler(
         out[key] = {"time_to_first_audio_s": first, "steady_s": steady, "real_time_factor": steady / seconds,
                     "samples": len(wave)}  # fmt: skip
     # Components: one backbone call (doubled batch under guidance) and the VAE decode, per batch size.
-    size = generate.bucket(frames)
+    size = generate.BUCKETS.size("latent", frames)
     graphdef, state = model.model
     frozen_def, frozen_state = model.frozen
     backbone = jax.jit(lambda s, x, t, ta, ctx, m, cm: nnx.merge(graphdef, s).backbone(x, t, ta, ctx, m, cm))

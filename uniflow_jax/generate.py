@@ -1,35 +1,52 @@
-"""Generation: requests of any tasks → waveforms, through two jitted programs per length bucket.
+"""Generation: requests of any tasks → waveforms, through two jitted programs per bucket.
 
 1. ``predict``: content encoders + instruction adapter → per-sample latent lengths (the only host sync);
-2. ``render``: noise → sway-Euler ODE with CFG → VAE decoder, at the smallest length bucket that fits.
-Compiled programs are cached per (batch, bucket, steps, guidance); JAX's persistent compilation cache
-(``--compilation_cache``) keeps them across runs.
+2. ``render``: noise → sway-Euler ODE with CFG → VAE decoder.
+Every padded axis of a batch (rows, latent frames, phonemes, score notes, video frames, caption tokens,
+instruction tokens, input-audio frames) is padded to one of a few static sizes (:class:`Buckets`), so a run
+compiles at most one program pair per bucket combination it meets, cached per (steps, guidance); JAX's
+persistent compilation cache (``--compilation_cache``) keeps them across runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import nnx
 
 from uniflow_jax import tasks
 from uniflow_jax.data import collate
 from uniflow_jax.models import adapter, uniflow
 
-# Latent-frame buckets (50 frames per second); longer requests round up to a multiple of the last step.
-LENGTH_BUCKETS = (50, 100, 250, 500, 750, 1000, 1500)
+
+@dataclasses.dataclass(frozen=True)
+class Buckets:
+    """The static sizes of each padded axis of a generation batch; the last size of each is its maximum."""
+
+    batch: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)  # requests generated together
+    latent: tuple[int, ...] = (50, 100, 250, 500, 750, 1000, 1500)  # output latent frames (50/s): 30 s at most
+    audio: tuple[int, ...] = (50, 100, 250, 500, 750, 1000, 1500)  # SE/SR input latent frames: 30 s at most
+    phoneme: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # TTS phones
+    score: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # SVS phones (one note each)
+    video: tuple[int, ...] = (20, 50, 100, 300)  # V2A frames at 10 fps: 30 s at most
+    text: tuple[int, ...] = (16, 32, 64, 128, 256, 512)  # caption tokens
+    instruction: tuple[int, ...] = (16, 32, 64, 128, 256)  # instruction tokens
+
+    def size(self, axis: str, n: int) -> int:
+        """The smallest size of ``axis`` that holds ``n``; ``ValueError`` beyond the largest."""
+        sizes = getattr(self, axis)
+        for size in sizes:
+            if n <= size:
+                return size
+        raise ValueError(f"{n} {axis} exceeds the largest {axis} bucket ({sizes[-1]})")
 
 
-def bucket(frames: int) -> int:
-    for size in LENGTH_BUCKETS:
-        if frames <= size:
-            return size
-    return -(-frames // 500) * 500
+BUCKETS = Buckets()
 
 
 NOISE, INPUT_POSTERIOR = 0, 1  # the streams of a request's draws
@@ -54,6 +71,7 @@ class Generator:
     config: uniflow.UniFlowConfig
     model: tuple[nnx.GraphDef, nnx.State]
     frozen: tuple[nnx.GraphDef, nnx.State]
+    buckets: Buckets = BUCKETS
 
     def __post_init__(self):
         (graphdef, _), (frozen_def, _) = self.model, self.frozen
@@ -64,9 +82,16 @@ class Generator:
             return model.predict_lengths(frozen, batch, audio_eps, mask_padding=True)
 
         self._predict = predict
-        self._render = functools.cache(self._make_render)
+        self._renders: dict[tuple[int, float, float], Callable] = {}
 
-    def _make_render(self, num_steps: int, guidance_scale: float, sway_coef: float):
+    def _render(self, num_steps: int, guidance_scale: float, sway_coef: float) -> Callable:
+        """The jitted sampler + decoder of one setting (built once per setting)."""
+        key = (num_steps, guidance_scale, sway_coef)
+        if key not in self._renders:
+            self._renders[key] = self._make_render(*key)
+        return self._renders[key]
+
+    def _make_render(self, num_steps: int, guidance_scale: float, sway_coef: float) -> Callable:
         (graphdef, _), (frozen_def, _) = self.model, self.frozen
 
         @jax.jit
@@ -97,7 +122,16 @@ class Generator:
         cfg = self.config
         hop, dim = cfg.vae.hop_length, cfg.vae.latent_dim
         seeds = list(range(len(samples))) if seeds is None else list(seeds)
-        batch = collate.collate(samples, hop=hop, speaker_dim=cfg.phoneme.speaker_dim, video_dim=cfg.video_dim)
+        rows = len(samples)
+        if bucketed:  # extra rows repeat the first request; their outputs are dropped
+            samples = [*samples, *[samples[0]] * (self.buckets.size("batch", rows) - rows)]
+            seeds = seeds + [seeds[0]] * (len(samples) - rows)
+            frames = None if frames is None else [*frames, *[frames[0]] * (len(samples) - rows)]
+            aligned = None if aligned is None else [*aligned, *[aligned[0]] * (len(samples) - rows)]
+        minimum = self.padded_lengths(samples) if bucketed else None
+        batch = collate.collate(
+            samples, hop=hop, speaker_dim=cfg.phoneme.speaker_dim, video_dim=cfg.video_dim, min_lengths=minimum
+        )
         audio_eps = np.zeros((len(samples), batch["audio"].shape[1] // hop, dim), np.float32)
         for i, (seed, length) in enumerate(zip(seeds, batch["audio_lengths"] // hop, strict=True)):
             audio_eps[i, :length] = request_noise(seed, INPUT_POSTERIOR, int(length), dim)
@@ -114,8 +148,12 @@ class Generator:
                 lengths[i] = counts[i].sum()
             if frames is not None and frames[i] is not None:
                 lengths[i] = frames[i]
+        longest = self.buckets.latent[-1]
+        if lengths.max() > longest:
+            logging.warning("predicted lengths %s latent frames cut to the longest bucket, %d", lengths, longest)
+            lengths = np.minimum(lengths, longest)
         prediction["counts"], prediction["lengths"] = jnp.asarray(counts), jnp.asarray(lengths)
-        size = bucket(int(lengths.max())) if bucketed else int(lengths.max())
+        size = self.buckets.size("latent", int(lengths.max())) if bucketed else int(lengths.max())
         noise = np.zeros((len(samples), size, dim), np.float32)
         for i, (seed, length) in enumerate(zip(seeds, lengths, strict=True)):
             noise[i, :length] = request_noise(seed, NOISE, int(length), dim)
@@ -142,7 +180,28 @@ class Generator:
         render = self._render(num_steps, float(guidance_scale), sway_coef)
         waves = np.asarray(render(self.model[1], self.frozen[1], prediction, noise))
         hop = self.config.vae.hop_length
-        return [waves[i, : int(n) * hop] for i, n in enumerate(np.asarray(prediction["lengths"]))]
+        lengths = np.asarray(prediction["lengths"])
+        return [waves[i, : int(lengths[i]) * hop] for i in range(len(samples))]
+
+    def padded_lengths(self, samples: Sequence[collate.Sample]) -> dict[str, int]:
+        """``collate``'s ``min_lengths``: every padded axis of ``samples`` at its bucket size."""
+        hop, b = self.config.vae.hop_length, self.buckets
+        longest = lambda key: max((len(s[key]) for s in samples if s.get(key) is not None), default=1)  # noqa: E731
+        score = b.size("score", longest("score_phoneme"))
+        sizes = {
+            "phoneme": b.size("phoneme", longest("phoneme")),
+            **dict.fromkeys(("score_phoneme", "midi", "midi_duration", "is_slur"), score),
+            "video": b.size("video", longest("video")),
+            "text_ids": b.size("text", longest("text_ids")),
+            "instruction": b.size("instruction", longest("instruction")),
+            "audio": b.size("audio", max(1, longest("audio") // hop)) * hop,
+        }
+        sizes["duration"] = max(sizes["phoneme"], score, sizes["video"], sizes["audio"] // hop, sizes["text_ids"])
+        return sizes
+
+    def compiled_programs(self) -> int:
+        """How many programs the generator has compiled (one per bucket combination met, per setting)."""
+        return self._predict._cache_size() + sum(render._cache_size() for render in self._renders.values())
 
 
 def task_defaults(task: str) -> tuple[int, float]:

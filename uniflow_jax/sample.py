@@ -56,6 +56,7 @@ predictor choose, as the original does. A T2A/T2M ``duration`` gives exactly tha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -63,7 +64,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -102,7 +103,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("batch", None, "A jsonl file of requests (one JSON object per line) instead of one request.")
 flags.DEFINE_string("out_dir", None, "--batch: output folder (OUT/<task>/<id>.wav).")
-flags.DEFINE_integer("batch_size", 8, "--batch: requests generated together.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 8, "--batch: requests generated together.", lower_bound=1, upper_bound=64)
 flags.DEFINE_string("task", None, "Task (or give it as the first argument): t2a t2m tts svs se sr v2a.")
 flags.DEFINE_string("output", None, "Output wav (default: <task>.wav); V2A from --video adds <stem>.mp4.")
 flags.DEFINE_string("caption", None, "T2A/T2M caption.")
@@ -397,7 +398,7 @@ def check_fields(task: tasks.Task, fields: Mapping[str, Any]) -> None:
         raise ValueError(f"instruction_idx must be 0..{NUM_INSTRUCTIONS - 1}, got {index}")
 
 
-MAX_INPUT_SECONDS = generate.LENGTH_BUCKETS[-1] / adapter.LATENT_RATE  # the longest length bucket: 30 s
+MAX_INPUT_SECONDS = generate.BUCKETS.latent[-1] / adapter.LATENT_RATE  # the longest length bucket: 30 s
 MAX_VIDEO_SECONDS = 10.0  # read from a video file, as the original CLI (longer videos are cut there)
 
 
@@ -733,6 +734,7 @@ class TaskSummary:
     seconds: float = 0.0
     wall: float = 0.0
     clipped: int = 0  # samples beyond ±1, written clipped
+    compiles: list[float] = dataclasses.field(default_factory=list)  # seconds of each XLA compilation
 
     @property
     def real_time_factor(self) -> float:
@@ -764,24 +766,43 @@ def run_batch(
             group = sorted(groups[short], key=_length_hint)
             summary = summaries[short] = TaskSummary(count=len(group))
             start = time.perf_counter()
-            for k in range(0, len(group), batch_size):
-                chunk = group[k : k + batch_size]
-                requests = []
-                for line in chunk:
-                    try:
-                        fields = {"seed": line_seed(seed, line), **line.fields}
-                        requests.append(build_sample(task, fields, model))
-                    except (ValueError, KeyError, OSError) as error:
-                        message = error.args[0] if isinstance(error, KeyError) else str(error)
-                        raise ValueError(f"{line.where}: {message}") from error
-                waves = model.generate(requests, num_steps=steps, guidance_scale=guidance)
-                for line, wave in zip(chunk, waves, strict=True):
-                    write_outputs(task, line.fields, wave, out_dir / short / f"{line.id}.wav", rate)
-                    summary.seconds += len(wave) / rate
-                    summary.clipped += clipped_samples(wave)
-                bar.update(len(chunk))
-            summary.wall = time.perf_counter() - start
+            with recording_compiles(summary.compiles):
+                for k in range(0, len(group), batch_size):
+                    chunk = group[k : k + batch_size]
+                    requests = []
+                    for line in chunk:
+                        try:
+                            fields = {"seed": line_seed(seed, line), **line.fields}
+                            requests.append(build_sample(task, fields, model))
+                        except (ValueError, KeyError, OSError) as error:
+                            message = error.args[0] if isinstance(error, KeyError) else str(error)
+                            raise ValueError(f"{line.where}: {message}") from error
+                    waves = model.generate(requests, num_steps=steps, guidance_scale=guidance)
+                    for line, wave in zip(chunk, waves, strict=True):
+                        write_outputs(task, line.fields, wave, out_dir / short / f"{line.id}.wav", rate)
+                        summary.seconds += len(wave) / rate
+                        summary.clipped += clipped_samples(wave)
+                    bar.update(len(chunk))
+                summary.wall = time.perf_counter() - start
     return summaries
+
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def recording_compiles(into: list[float]) -> Iterator[None]:
+    """Appends the duration of every XLA compilation in the block to ``into``."""
+
+    def record(event: str, seconds: float, **_: Any) -> None:
+        if event == _COMPILE_EVENT:
+            into.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(record)
+    try:
+        yield
+    finally:
+        jax.monitoring.unregister_event_duration_listener(record)
 
 
 def format_summary(summaries: Mapping[str, TaskSummary]) -> str:
@@ -868,6 +889,9 @@ def _main(argv: Sequence[str]) -> None:
             seed=FLAGS.seed,
         )
         print(format_summary(summaries))
+        compiles = [seconds for s in summaries.values() for seconds in s.compiles]
+        print(f"compiled {len(compiles)} programs in {sum(compiles):.1f} s ({model.generator.compiled_programs()} "
+              "generation programs: one pair per bucket combination met)")  # fmt: skip
         print(f"wrote {FLAGS.out_dir}/<task>/<id>.wav (24 kHz mono)")
         return
     task_name = FLAGS.task or (positional[0] if positional else None)
