@@ -17,8 +17,9 @@ import soundfile as sf
 from absl import flags
 from flax import nnx
 
-from uniflow_jax import config_lib, convert, sample
+from uniflow_jax import config_lib, sample
 from uniflow_jax.models import t5, uniflow
+from uniflow_jax.weights import converted as converted_folder
 from uniflow_jax.weights import hf, manifest, names, release, synthetic, torch_import, torch_pickle, upstream_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ def test_tiny_release_converts_and_every_tensor_lands_in_its_parameter(tiny_rele
 
     cfg = config_lib.uniflow_config(config)
     abstract = nnx.state(nnx.eval_shape(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0))), nnx.Param)
-    restored = convert.restore(out, "model", nnx.to_pure_dict(abstract))
+    restored = converted_folder.restore(out, "model", nnx.to_pure_dict(abstract))
     nnx.replace_by_pure_dict(abstract, restored)
     exported = torch_import.export_state(abstract, names.UNIFLOW)
     original = torch_import.read_safetensors(str(release_dir / "model.safetensors"))
@@ -123,7 +124,9 @@ def test_tiny_release_converts_and_every_tensor_lands_in_its_parameter(tiny_rele
         np.testing.assert_array_equal(value.reshape(original[key].shape), original[key], err_msg=key)
     vae_original = release.vae_state_dict(release_dir / "vae/1m.pt")
     frozen_abstract = nnx.state(nnx.eval_shape(lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(0))))
-    nnx.replace_by_pure_dict(frozen_abstract, convert.restore(out, "frozen", nnx.to_pure_dict(frozen_abstract)))
+    nnx.replace_by_pure_dict(
+        frozen_abstract, converted_folder.restore(out, "frozen", nnx.to_pure_dict(frozen_abstract))
+    )
     vae_exported = torch_import.export_state(frozen_abstract["vae"], names.VAE)
     assert set(vae_exported) == set(vae_original)  # the wrapper's discriminator was dropped
     for key, value in vae_exported.items():
@@ -313,12 +316,44 @@ def test_convert_without_clip_and_refuse_a_clip_of_the_wrong_width(tiny_release,
     out = tmp_path / "no_clip"
     command = ["--release", release_dir, "--t5", tied, "--out", out]
     subprocess.run([sys.executable, "-m", "uniflow_jax.convert", *map(str, command)], check=True, cwd=REPO)
-    assert convert.has_item(out, "model") and not convert.has_item(out, "clip")
+    assert converted_folder.has_item(out, "model") and not converted_folder.has_item(out, "clip")
     with pytest.raises(FileNotFoundError, match="--clip"):
-        convert.restore(out, "clip", {})
+        converted_folder.restore(out, "clip", {})
     wide = tmp_path / "wide_clip"
     shutil.copytree(clip_dir, wide)
     hf_config = json.loads((wide / "config.json").read_text())
     (wide / "config.json").write_text(json.dumps({**hf_config, "hidden_size": 2 * hf_config["hidden_size"]}))
     with pytest.raises(upstream_config.UnsupportedUpstreamConfig, match="video features"):
         release.convert(release_dir, t5_dir, wide)
+
+
+def test_the_readme_python_api_example_runs_on_a_converted_checkpoint(converted, tmp_path, write_video):
+    """The README's notebook example: one request per task, arrays and sample rates back, in order; a bad request
+    is refused with every problem listed before anything is generated."""
+    from uniflow_jax.inference import InvalidRequests, UniFlowAudio
+
+    out, _ = converted
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "noisy.wav", rng.uniform(-0.3, 0.3, 16000).astype(np.float32), 16000)
+    write_video(tmp_path / "clip.mp4")
+    pipe = UniFlowAudio.from_converted(out)
+    requests = [
+        {"task": "t2a", "caption": "a dog barks twice", "duration": 0.5},
+        {"task": "t2m", "caption": "a calm piano melody"},
+        {"task": "tts", "transcript": "Hello, this is a test."},
+        {"task": "svs", "music_score": "AP你好<sep>rest | C4 | D4 E4<sep>0.2 | 0.4 | 0.3 0.3", "singer": "Alto-2"},
+        {"task": "se", "noisy_speech": str(tmp_path / "noisy.wav"), "seed": 7},
+        {"task": "sr", "low_sr_audio": str(tmp_path / "noisy.wav")},
+        {"task": "v2a", "video": str(tmp_path / "clip.mp4")},
+    ]
+    audios = pipe.generate(requests, seed=0, num_steps=2)
+    assert [a.task for a in audios] == ["t2a", "t2m", "tts", "svs", "se", "sr", "v2a"]
+    assert all(a.sample_rate == 24000 and a.wave.ndim == 1 and np.isfinite(a.wave).all() for a in audios)
+    assert len(audios[0].wave) == 12000 and len(audios[4].wave) == len(audios[5].wave) == 24000
+    assert len(audios[6].wave) == 12 * 5 * 480  # 1.2 s of video at 10 fps: the whole video
+    assert audios[4].seed == 7 and audios[0].seed == 0
+    (alone,) = pipe.generate([requests[4]], num_steps=2)  # a request's audio does not depend on the others
+    np.testing.assert_allclose(alone.wave, audios[4].wave, atol=1e-5)
+    with pytest.raises(InvalidRequests) as refused:
+        pipe.generate([requests[0], {"task": "se", "noisy_speech": "missing.wav"}, {"task": "t2a", "caption": " "}])
+    assert [p.split(":")[0] for p in refused.value.problems] == ["request 1", "request 2"]

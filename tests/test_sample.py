@@ -18,8 +18,11 @@ import soundfile as sf
 from absl import flags
 from flax import nnx
 
-from uniflow_jax import config_lib, instructions, parallel, sample
-from uniflow_jax.frontends import text, video
+from uniflow_jax import config_lib, instructions, parallel, sample, tasks
+from uniflow_jax.frontends import symbols, text, video
+from uniflow_jax.inference import batch as batch_runner
+from uniflow_jax.inference import requests as requests_lib
+from uniflow_jax.inference.model import LoadedModel
 from uniflow_jax.models import uniflow
 from uniflow_jax.training import checkpoint, optimizer
 from uniflow_jax.training import state as train_state
@@ -43,7 +46,7 @@ def inputs(tmp_path_factory, write_video):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     config = config_lib.load_config_file(str(REPO / "configs/tiny.py"))
-    return sample.LoadedModel.random(config, seed=0, workdir=tmp_path_factory.mktemp("tok"))
+    return LoadedModel.random(config, seed=0, workdir=tmp_path_factory.mktemp("tok"))
 
 
 CASES = {
@@ -63,8 +66,8 @@ def test_every_task_produces_audio(model, inputs, task):
     argv = ["sample", task, *[a.format(d=inputs) for a in CASES[task]]]
     flags.FLAGS.unparse_flags()
     flags.FLAGS(argv)
-    spec = sample.tasks.get(task)
-    request = sample.build_sample(spec, {name: getattr(flags.FLAGS, name) for name in sample.FIELDS}, model)
+    spec = tasks.get(task)
+    request = requests_lib.build_sample(spec, {name: getattr(flags.FLAGS, name) for name in requests_lib.FIELDS}, model)
     (wave,) = model.generate([request], num_steps=3, guidance_scale=spec.guidance_scale)
     request = request.sample
     assert wave.ndim == 1 and len(wave) > 0 and len(wave) % HOP == 0 and np.all(np.isfinite(wave))
@@ -80,23 +83,23 @@ def test_every_task_produces_audio(model, inputs, task):
 
 # The original CLI's word-level inputs: English text, and a music score with its pinyin table.
 def test_word_level_inputs_become_the_model_inputs(model, inputs):
-    tts = sample.build_sample(sample.tasks.get("tts"), {"transcript": "Hello world."}, model).sample
-    assert list(tts["phoneme"]) == list(sample.symbols.tts_phone_ids("<eps> HH AH0 L OW1 W ER1 L D <eps>"))
+    tts = requests_lib.build_sample(tasks.get("tts"), {"transcript": "Hello world."}, model).sample
+    assert list(tts["phoneme"]) == list(symbols.tts_phone_ids("<eps> HH AH0 L OW1 W ER1 L D <eps>"))
     fields = {"music_score": "AP你好<sep>rest | C4 | D4 E4<sep>0.2 | 0.4 | 0.3 0.3", "singer": "Alto-2"}
     with pytest.raises(ValueError, match="needs the pinyin table: give --pinyin_table"):
-        sample.build_sample(sample.tasks.get("svs"), fields, model)  # neither the flag nor a checkpoint's table
-    svs = sample.build_sample(sample.tasks.get("svs"), {**fields, "pinyin_table": str(inputs / "pinyin.txt")}, model)
-    assert list(svs.sample["score_phoneme"]) == list(sample.symbols.svs_phone_ids("<AP> n i h ao ao"))
+        requests_lib.build_sample(tasks.get("svs"), fields, model)  # neither the flag nor a checkpoint's table
+    svs = requests_lib.build_sample(tasks.get("svs"), {**fields, "pinyin_table": str(inputs / "pinyin.txt")}, model)
+    assert list(svs.sample["score_phoneme"]) == list(symbols.svs_phone_ids("<AP> n i h ao ao"))
     assert list(svs.sample["midi"]) == [0, 60, 60, 62, 62, 64] and list(svs.sample["is_slur"]) == [0, 0, 0, 0, 0, 1]
     np.testing.assert_allclose(svs.sample["midi_duration"], [0.2, 0.4, 0.4, 0.3, 0.3, 0.3])
-    assert svs.sample["singer"] == sample.symbols.singer_id("Alto-2")
+    assert svs.sample["singer"] == symbols.singer_id("Alto-2")
 
 
 def test_se_and_sr_keep_the_exact_length_of_a_44khz_stereo_input(model, tmp_path):
     path = tmp_path / "cd.wav"
     sf.write(path, np.random.default_rng(3).uniform(-0.3, 0.3, (30000, 2)).astype(np.float32), 44100)  # 0.68 s
-    sr = sample.build_sample(sample.tasks.get("sr"), {"low_sr_audio": str(path)}, model)
-    se = sample.build_sample(sample.tasks.get("se"), {"noisy_speech": str(path)}, model)
+    sr = requests_lib.build_sample(tasks.get("sr"), {"low_sr_audio": str(path)}, model)
+    se = requests_lib.build_sample(tasks.get("se"), {"noisy_speech": str(path)}, model)
     (wave,) = model.generate([se], num_steps=2, guidance_scale=1.0)
     assert len(wave) == sr.samples == 16327  # ceil(30000 · 24000 / 44100): the input's length at 24 kHz
 
@@ -108,7 +111,7 @@ def test_v2a_writes_the_video_with_the_generated_sound(tmp_path, write_video, su
     clip = tmp_path / f"clip{suffix}"
     write_video(clip, seconds=1.2, codec=codec)
     wave = np.sin(np.arange(3 * 24000) * 0.05).astype(np.float32) * 0.3  # 3 s: longer than the video
-    written = sample.write_outputs(sample.tasks.get("v2a"), {"video": str(clip)}, wave, tmp_path / "out.wav", 24000)
+    written = batch_runner.write_outputs(tasks.get("v2a"), {"video": str(clip)}, wave, tmp_path / "out.wav", 24000)
     assert written == [tmp_path / "out.wav", tmp_path / "out.mp4"]
     assert sf.info(str(tmp_path / "out.wav")).frames == len(wave)
     assert video.mux_audio(clip, wave, 24000, tmp_path / "again.mp4") is copied  # mp4 cannot hold VP8
@@ -122,11 +125,11 @@ def test_v2a_writes_the_video_with_the_generated_sound(tmp_path, write_video, su
 
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="unknown ARPAbet phone: XX"):
-        sample.symbols.tts_phone_ids("HH XX")
+        symbols.tts_phone_ids("HH XX")
     with pytest.raises(ValueError, match="not a note name"):
-        sample.symbols.note_to_midi("H2")
-    assert sample.symbols.note_to_midi("C4") == 60 and sample.symbols.note_to_midi("G#3") == 56
-    assert sample.symbols.note_to_midi("rest") == 0
+        symbols.note_to_midi("H2")
+    assert symbols.note_to_midi("C4") == 60 and symbols.note_to_midi("G#3") == 56
+    assert symbols.note_to_midi("rest") == 0
 
 
 # ---------------------------------------------------------------------------------------------- a trained run
@@ -175,13 +178,13 @@ def _assert_same_params(model, expected):
 
 
 def test_workdir_loads_the_checkpoint_params(run, tmp_path):
-    best = sample.LoadedModel.from_workdir(run.workdir)
+    best = LoadedModel.from_workdir(run.workdir)
     assert best.step == 1 and "best by validation" in best.description
     _assert_same_params(best, run.best)
     # A run whose validation never ran has no best/: "best" falls back to the latest, its EMA params here (the
     # batch test below asks for --checkpoint_kind latest).
     shutil.copytree(run.workdir, tmp_path / "run", ignore=shutil.ignore_patterns("best"))
-    latest = sample.LoadedModel.from_workdir(tmp_path / "run")
+    latest = LoadedModel.from_workdir(tmp_path / "run")
     assert latest.step == 2 and "latest, EMA" in latest.description
     _assert_same_params(latest, run.latest_ema)
 
@@ -223,7 +226,7 @@ def test_workdir_batch_of_every_task(run, inputs, tmp_path):
     assert "step 2 (latest, EMA)" in stdout
     lengths = {}
     for r in requests:
-        info = sf.info(str(out / sample.tasks.get(r["task"]).short / f"{r['id']}.wav"))
+        info = sf.info(str(out / tasks.get(r["task"]).short / f"{r['id']}.wav"))
         assert info.samplerate == 24000 and info.channels == 1 and info.frames > 0
         lengths[r["id"]] = info.frames
     assert lengths["dog"] == 12000  # the duration
@@ -263,7 +266,7 @@ def test_a_malformed_request_line_is_named(tmp_path, line, message):
     path = tmp_path / "requests.jsonl"
     path.write_text('{"id": "ok", "task": "t2a", "caption": "fine"}\n\n' + line + "\n")
     with pytest.raises(ValueError, match=f"{path}:3: {message}"):
-        sample.read_requests(path)
+        requests_lib.read_requests(path)
 
 
 def test_request_lines_are_normalised(tmp_path):
@@ -271,7 +274,7 @@ def test_request_lines_are_normalised(tmp_path):
     path.write_text('{"id": 5, "task": "svs", "score_phonemes": ["n", "i"], "score_notes": "C4 D4", '
                     '"score_durations": [0.5, 1], "instruction_idx": 2}\n'
                     '{"id": "x", "task": "tts", "phonemes": "AH0", "speaker_embedding": "sub/x.npy"}\n')  # fmt: skip
-    svs, tts = sample.read_requests(path)
+    svs, tts = requests_lib.read_requests(path)
     assert (svs.id, svs.task.short, svs.where) == ("5", "svs", f"{path}:1")
     assert svs.fields == {"score_phonemes": "n i", "score_notes": "C4 D4", "score_durations": "0.5 1",
                           "instruction_idx": 2}  # fmt: skip
@@ -286,8 +289,8 @@ def test_request_lines_take_the_shared_flags_unless_they_set_them(tmp_path):
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     with pytest.raises(ValueError, match=f"{path}:1: ref_speaker_speech needs speaker_model"):
-        sample.read_requests(path)
-    tts, svs = sample.read_requests(path, {"speaker_model": "/m/spk.onnx", "pinyin_table": "/m/table.txt"})
+        requests_lib.read_requests(path)
+    tts, svs = requests_lib.read_requests(path, {"speaker_model": "/m/spk.onnx", "pinyin_table": "/m/table.txt"})
     assert tts.fields == {"transcript": "Hi.", "ref_speaker_speech": str(tmp_path / "ref.wav"),
                           "speaker_model": "/m/spk.onnx", "pinyin_table": "/m/table.txt"}  # fmt: skip
     assert svs.fields["pinyin_table"] == str(tmp_path / "mine.txt")  # the line's own, relative to the jsonl
@@ -296,7 +299,7 @@ def test_request_lines_take_the_shared_flags_unless_they_set_them(tmp_path):
 # ---------------------------------------------------------------------------------------------- exactness
 
 
-def _mixed_requests(model, directory: pathlib.Path) -> dict[str, list[sample.Request]]:
+def _mixed_requests(model, directory: pathlib.Path) -> dict[str, list[requests_lib.Request]]:
     """Two requests per task, of different lengths, each with its own seed."""
     rng = np.random.default_rng(7)
     for name, seconds, rate in (("a", 0.9, 16000), ("b", 0.33, 22050)):
@@ -313,7 +316,7 @@ def _mixed_requests(model, directory: pathlib.Path) -> dict[str, list[sample.Req
         "v2a": [{"video_features": str(directory / "a.npy")}, {"video_features": str(directory / "b.npy")}],
     }  # fmt: skip
     return {
-        task: [sample.build_sample(sample.tasks.get(task), {**f, "seed": 100 + i}, model) for i, f in enumerate(rows)]
+        task: [requests_lib.build_sample(tasks.get(task), {**f, "seed": 100 + i}, model) for i, f in enumerate(rows)]
         for task, rows in fields.items()
     }
 
@@ -346,10 +349,10 @@ def test_se_sr_v2a_follow_their_input_length_unless_asked_for_the_predicted_one(
     (video_wave,) = model.generate([v2a], num_steps=2, guidance_scale=1.0)
     assert len(video_wave) == 18 * 5 * HOP  # 18 video frames of 0.1 s: the whole video
     fields = {"noisy_speech": str(tmp_path / "a.wav"), "length": "predicted"}
-    predicted = sample.build_sample(sample.tasks.get("se"), fields, model)
+    predicted = requests_lib.build_sample(tasks.get("se"), fields, model)
     assert not predicted.aligned and predicted.samples is None
     with pytest.raises(ValueError, match="length applies to se, sr and v2a only"):
-        sample.check_fields(sample.tasks.get("tts"), {"phonemes": "HH AY1", "length": "input"})
+        requests_lib.check_fields(tasks.get("tts"), {"phonemes": "HH AY1", "length": "input"})
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -403,23 +406,23 @@ def test_every_bad_request_is_refused_up_front_with_its_line_and_nothing_is_writ
 
 
 def test_a_video_needs_clip_and_outputs_are_never_non_finite(tmp_path, inputs):
-    no_clip = sample.InputContext(has_clip=False)
+    no_clip = requests_lib.InputContext(has_clip=False)
     with pytest.raises(ValueError, match="converted without --clip"):
-        sample.check_inputs(sample.tasks.get("v2a"), {"video": str(inputs / "clip.mp4")}, no_clip)
+        requests_lib.check_inputs(tasks.get("v2a"), {"video": str(inputs / "clip.mp4")}, no_clip)
     features = tmp_path / "f.npy"
     np.save(features, np.zeros((4, 32), np.float32))
-    sample.check_inputs(sample.tasks.get("v2a"), {"video_features": str(features)}, no_clip)  # fine without CLIP
+    requests_lib.check_inputs(tasks.get("v2a"), {"video_features": str(features)}, no_clip)  # fine without CLIP
     wave = np.array([0.1, np.nan, 0.2], np.float32)
     with pytest.raises(FloatingPointError, match="non-finite"):
-        sample.write_outputs(sample.tasks.get("t2a"), {}, wave, tmp_path / "x.wav", 24000)
+        batch_runner.write_outputs(tasks.get("t2a"), {}, wave, tmp_path / "x.wav", 24000)
     assert not (tmp_path / "x.wav").exists()
     loud = np.array([0.5, 1.5, -2.0], np.float32)
-    assert sample.clipped_samples(loud) == 2
-    sample.write_outputs(sample.tasks.get("t2a"), {}, loud, tmp_path / "y.wav", 24000)
+    assert batch_runner.clipped_samples(loud) == 2
+    batch_runner.write_outputs(tasks.get("t2a"), {}, loud, tmp_path / "y.wav", 24000)
     np.testing.assert_allclose(sf.read(tmp_path / "y.wav", dtype="float32")[0], [0.5, 1.0, -1.0], atol=1e-4)
 
 
-def _batch_lines(directory: pathlib.Path, scale: float) -> list[sample.Line]:
+def _batch_lines(directory: pathlib.Path, scale: float) -> list[requests_lib.Line]:
     """14 mixed requests of different lengths (``scale`` stretches every length a little)."""
     rng = np.random.default_rng(int(scale * 100))
     rows = []
@@ -437,7 +440,7 @@ def _batch_lines(directory: pathlib.Path, scale: float) -> list[sample.Line]:
         rows.append({"id": f"v{i}", "task": "v2a", "video_features": str(path)})
     batch = directory / f"requests_{scale}.jsonl"
     batch.write_text("\n".join(json.dumps(row) for row in rows))
-    return sample.read_requests(batch)
+    return requests_lib.read_requests(batch)
 
 
 def test_a_mixed_batch_compiles_one_program_pair_per_bucket_combination(model, tmp_path):
@@ -447,14 +450,14 @@ def test_a_mixed_batch_compiles_one_program_pair_per_bucket_combination(model, t
     assert len(lines) >= 12
     generator = model.generator
     before = generator.compiled_programs()
-    summaries = sample.run_batch(model, lines, tmp_path / "out", batch_size=2, num_steps=2)
+    summaries = batch_runner.run_batch(model, lines, tmp_path / "out", batch_size=2, num_steps=2)
     first = generator.compiled_programs() - before
     # The bucket combinations this batch meets: one predict program per input signature, one render per output.
     inputs, outputs = set(), set()
     for short in ("t2a", "tts", "se", "v2a"):
-        group = sorted((line for line in lines if line.task.short == short), key=sample._length_hint)
+        group = sorted((line for line in lines if line.task.short == short), key=requests_lib.length_hint)
         for k in range(0, len(group), 2):
-            requests = [sample.build_sample(line.task, line.fields, model) for line in group[k : k + 2]]
+            requests = [requests_lib.build_sample(line.task, line.fields, model) for line in group[k : k + 2]]
             rows = generator.buckets.size("batch", len(requests))
             padded = generator.padded_lengths([r.sample for r in requests])
             inputs.add((rows, short, tuple(sorted(padded.items()))))
@@ -463,6 +466,6 @@ def test_a_mixed_batch_compiles_one_program_pair_per_bucket_combination(model, t
             outputs.add((rows, short, tuple(sorted(padded.items())), noise.shape))
     assert 0 < first <= len(inputs) + len(outputs)
     again = _batch_lines(tmp_path, 1.05)  # every length 5 % longer: the same buckets
-    sample.run_batch(model, again, tmp_path / "again", batch_size=2, num_steps=2)
+    batch_runner.run_batch(model, again, tmp_path / "again", batch_size=2, num_steps=2)
     assert generator.compiled_programs() - before == first
     assert sum(len(s.compiles) for s in summaries.values()) >= first  # the summary counts what XLA compiled

@@ -41,7 +41,8 @@ from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
-from uniflow_jax import cli, config_lib, generate, nnx_utils, parallel
+from uniflow_jax import cli, config_lib, nnx_utils, parallel
+from uniflow_jax.inference.generator import BUCKETS, Generator
 from uniflow_jax.models import dit, uniflow
 from uniflow_jax.training import flops
 
@@ -169,7 +170,7 @@ class _RandomModel:
         self.cfg = config_lib.uniflow_config(self.config)
         model = nnx.split(uniflow.UniFlow(self.cfg, rngs=nnx.Rngs(0)))
         frozen = nnx.split(uniflow.FrozenEncoders(self.cfg, rngs=nnx.Rngs(1)))
-        self.generator = generate.Generator(self.cfg, model, frozen)
+        self.generator = Generator(self.cfg, model, frozen)
         self.model, self.frozen = model, frozen
 
     def t2a_request(self, seed: int) -> dict:
@@ -202,7 +203,7 @@ def bench_sampler(
         out[key] = {"time_to_first_audio_s": first, "steady_s": steady, "real_time_factor": steady / seconds,
                     "samples": len(wave)}  # fmt: skip
     # Components: one backbone call (doubled batch under guidance) and the VAE decode, per batch size.
-    size = generate.BUCKETS.size("latent", frames)
+    size = BUCKETS.size("latent", frames)
     graphdef, state = model.model
     frozen_def, frozen_state = model.frozen
     backbone = jax.jit(lambda s, x, t, ta, ctx, m, cm: nnx.merge(graphdef, s).backbone(x, t, ta, ctx, m, cm))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from uniflow_jax import sample
 from uniflow_jax.data import audio
 from uniflow_jax.frontends import speaker
+from uniflow_jax.inference import requests as requests_lib
 
 
 def _speaker_onnx(path, feat_dim=80, out_dim=256):
@@ -57,9 +57,9 @@ def test_onnx_speaker_model_embeds_reference_speech_at_any_rate(tmp_path):
     np.testing.assert_allclose(embedding, expected, rtol=1e-4, atol=1e-4)
     # The sampler's TTS speaker: the same embedding; a model of another width is refused.
     fields = {"ref_speaker_speech": str(tmp_path / "ref.wav"), "speaker_model": str(tmp_path / "speaker.onnx")}
-    np.testing.assert_array_equal(sample._xvector(fields, 256), embedding)
+    np.testing.assert_array_equal(requests_lib._xvector(fields, 256), embedding)
     with pytest.raises(ValueError, match="256 values, the model's x-vectors have 192"):
-        sample._xvector(fields, 192)
+        requests_lib._xvector(fields, 192)
 
 
 def test_a_model_without_fbank_input_is_refused(tmp_path):

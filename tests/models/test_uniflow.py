@@ -161,6 +161,26 @@ def test_cfg_drop_zeroes_both_streams_and_keeps_masks(tiny_model):
     np.testing.assert_array_equal(ctx_mask[1], mask[1])
 
 
+@pytest.mark.parametrize("fusion", ["dummy", "hybrid"])
+def test_the_expanded_content_of_a_non_time_aligned_row_reaches_no_output(tiny_model, fusion):
+    """Why parity reports ``out_expanded_content``'s NTA rows apart: whatever they hold, the backbone's inputs are
+    the same (the dummy stream replaces them), so the latents and waveforms cannot depend on them."""
+    import dataclasses
+
+    graphdef, state, _, _ = tiny_model
+    model = nnx.merge(graphdef, state)
+    model.cfg = dataclasses.replace(model.cfg, fusion=fusion)
+    rng = np.random.default_rng(1)
+    content = jnp.asarray(rng.standard_normal((2, 4, TINY.content_dim)), jnp.float32)
+    mask, is_ta, keep = jnp.ones((2, 4), bool), jnp.array([True, False]), jnp.array([False, False])
+    ta_stream = jnp.asarray(rng.standard_normal((2, 6, TINY.content_dim)), jnp.float32)
+    other = ta_stream.at[1].set(jnp.asarray(rng.standard_normal((6, TINY.content_dim)), jnp.float32) * 100)
+    for ours, theirs in zip(model.fuse(content, mask, ta_stream, is_ta, keep),
+                            model.fuse(content, mask, other, is_ta, keep), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(ours, theirs)
+    assert ("flow_model", parity.NTA_EXPANDED) in parity.INFORMATIONAL
+
+
 @pytest.mark.parametrize(
     "task,local,global_,expected",
     [

@@ -17,7 +17,7 @@ from flax import nnx
 
 from uniflow_jax import tasks
 from uniflow_jax.data import pipeline
-from uniflow_jax.generate import Generator
+from uniflow_jax.inference.generator import Generator
 from uniflow_jax.training.metric_writers import MetricWriter
 from uniflow_jax.training.objectives import FlowObjective, Objective
 from uniflow_jax.training.state import ModelSpec, TrainState
