@@ -53,3 +53,14 @@ def _write_video(path: pathlib.Path, seconds: float = 1.2, fps: int = 25, codec:
 def write_video():
     """``write_video(path, seconds=1.2, fps=25, codec="mpeg4")``: a 64×48 test clip written with PyAV."""
     return _write_video
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sample_command_flags() -> None:
+    """The flags of ``python -m uniflow_jax.sample`` (defined only when it runs), for tests that drive its ``main``."""
+    from absl import flags
+
+    from uniflow_jax import sample
+
+    if "out_dir" not in flags.FLAGS:
+        sample._define_flags()

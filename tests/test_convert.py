@@ -255,6 +255,15 @@ def test_the_readme_command_of_every_task_runs_on_a_converted_checkpoint(convert
     assert stdout.count("converted release") == len(commands) and "real-time factor" in stdout
     assert (tmp_path / "v2a.mp4").exists()  # the video with the generated sound
     assert any((tmp_path / "xla").iterdir())  # compiled programs kept for the next run
+    # The README's --batch command on the same folder (a BOM, mixed tasks, a line with its own seed).
+    lines = [{"id": "a1", "task": "t2a", "caption": "a dog barks twice", "duration": 0.5},
+             {"id": "e1", "task": "se", "noisy_speech": "noisy.wav", "seed": 3},
+             {"id": "s1", "task": "tts", "transcript": "Hello there."}]  # fmt: skip
+    (tmp_path / "requests.jsonl").write_text("\ufeff" + "\n".join(json.dumps(line) for line in lines), "utf-8")
+    _sample_command("--checkpoint", out, "--batch", tmp_path / "requests.jsonl", "--out_dir", tmp_path / "out",
+                    "--num_steps", 2)  # fmt: skip
+    assert sf.info(str(tmp_path / "out/se/e1.wav")).frames == 24000 and (tmp_path / "out/tts/s1.wav").exists()
+    assert "compiled" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------- published layouts

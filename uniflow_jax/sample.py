@@ -82,57 +82,71 @@ from uniflow_jax.inference.requests import (
 )
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Model config file (random weights), or --workdir.", lock_config=False)
-flags.DEFINE_string(
-    "compilation_cache", None, "Keep compiled programs in this folder across runs (JAX's persistent cache)."
-)
-flags.DEFINE_string("checkpoint", None, "A released checkpoint converted by python -m uniflow_jax.convert.")
-flags.DEFINE_string("workdir", None, "A run of python -m uniflow_jax.train: its config, checkpoint and tokenizer.")
-flags.DEFINE_enum("checkpoint_kind", "best", ["best", "latest"], "--workdir: best params by validation, or latest.")
-flags.DEFINE_string(
-    "mesh_shape", None, "--workdir/--checkpoint: mesh (data,fsdp,tensor) instead of the run's, e.g. -1,1,1."
-)
-flags.DEFINE_string("batch", None, "A jsonl file of requests (one JSON object per line) instead of one request.")
-flags.DEFINE_string("out_dir", None, "--batch: output folder (OUT/<task>/<id>.wav).")
-flags.DEFINE_integer("batch_size", 8, "--batch: requests generated together.", lower_bound=1, upper_bound=64)
-flags.DEFINE_string("task", None, "Task (or give it as the first argument): t2a t2m tts svs se sr v2a.")
-flags.DEFINE_string("output", None, "Output wav (default: <task>.wav); V2A from --video adds <stem>.mp4.")
-flags.DEFINE_string("caption", None, "T2A/T2M caption.")
-flags.DEFINE_float("duration", None, "T2A/T2M: seconds to generate instead of the predicted length.")
-flags.DEFINE_string("transcript", None, "TTS: English text (instead of --phonemes).")
-flags.DEFINE_string("phonemes", None, "TTS: ARPAbet phones with stress, space separated.")
-flags.DEFINE_string("speaker_embedding", None, "TTS: speaker x-vector (.npy, 256 values).")
-flags.DEFINE_string("ref_speaker_speech", None, "TTS: reference speech of the speaker (needs --speaker_model).")
-flags.DEFINE_string("speaker_model", None, "TTS: ONNX speaker model, fbank (B, T, 80) -> x-vector (e.g. WeSpeaker).")
-flags.DEFINE_string("music_score", None, "SVS: 'lyrics<sep>notes<sep>durations', notes and durations per word by |.")
-flags.DEFINE_string("pinyin_table", None, "SVS --music_score: m4singer_pinyin2ph.txt (default: the checkpoint's).")
-flags.DEFINE_string("score_phonemes", None, "SVS: M4Singer phones, space separated.")
-flags.DEFINE_string("score_notes", None, "SVS: one note per phone (C4, G#3, rest).")
-flags.DEFINE_string("score_durations", None, "SVS: note duration in seconds per phone.")
-flags.DEFINE_string("score_slurs", None, "SVS: 0/1 slur flag per phone (default all 0).")
-flags.DEFINE_string("singer", "Alto-1", "SVS: singer name (the original's svs_spk_set.json, in uniflow_jax/resources).")
-flags.DEFINE_string("noisy_speech", None, "SE: noisy speech file (any rate/channels).")
-flags.DEFINE_string("low_sr_audio", None, "SR: band-limited audio file (any rate/channels).")
-flags.DEFINE_string("video", None, "V2A: video file (frames read at 10 fps).")
-flags.DEFINE_string("video_features", None, "V2A: per-frame CLIP features (.npy, frames x dim) instead of --video.")
-flags.DEFINE_string("instruction", None, "Free-text instruction (encoded by T5) instead of a stock one.")
-flags.DEFINE_integer("instruction_idx", 0, "Which of the task's 10 stock instructions to use.")
-flags.DEFINE_integer("num_steps", None, "Euler steps (default 25).")
-flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance (default 5; SE/SR 1).")
-flags.DEFINE_integer(
-    "seed",
-    0,
-    "Random seed of the noise (and of the weights of a random model); --batch: "
-    "of the lines without a seed of their own (each gets one from it and its id).",
-    lower_bound=0,
-)
-flags.DEFINE_enum(
-    "length",
-    None,
-    list(LENGTH_RULES),
-    "SE/SR/V2A output length: 'input' (default: the input's "
-    "length, each output frame conditioned on its own input frame) or 'predicted' (the original's).",
-)
+
+
+def _define_flags() -> None:
+    """The command's flags (defined when run as a program, or by tests that drive ``main``; importing the
+    module defines none)."""
+    config_flags.DEFINE_config_file(
+        "config", None, "Model config file (random weights), or --workdir.", lock_config=False
+    )
+    flags.DEFINE_string(
+        "compilation_cache", None, "Keep compiled programs in this folder across runs (JAX's persistent cache)."
+    )
+    flags.DEFINE_string("checkpoint", None, "A released checkpoint converted by python -m uniflow_jax.convert.")
+    flags.DEFINE_string("workdir", None, "A run of python -m uniflow_jax.train: its config, checkpoint and tokenizer.")
+    flags.DEFINE_enum("checkpoint_kind", "best", ["best", "latest"], "--workdir: best params by validation, or latest.")
+    flags.DEFINE_string(
+        "mesh_shape", None, "--workdir/--checkpoint: mesh (data,fsdp,tensor) instead of the run's, e.g. -1,1,1."
+    )
+    flags.DEFINE_string("batch", None, "A jsonl file of requests (one JSON object per line) instead of one request.")
+    flags.DEFINE_string("out_dir", None, "--batch: output folder (OUT/<task>/<id>.wav).")
+    flags.DEFINE_integer("batch_size", 8, "--batch: requests generated together.", lower_bound=1, upper_bound=64)
+    flags.DEFINE_string("task", None, "Task (or give it as the first argument): t2a t2m tts svs se sr v2a.")
+    flags.DEFINE_string("output", None, "Output wav (default: <task>.wav); V2A from --video adds <stem>.mp4.")
+    flags.DEFINE_string("caption", None, "T2A/T2M caption.")
+    flags.DEFINE_float("duration", None, "T2A/T2M: seconds to generate instead of the predicted length.")
+    flags.DEFINE_string("transcript", None, "TTS: English text (instead of --phonemes).")
+    flags.DEFINE_string("phonemes", None, "TTS: ARPAbet phones with stress, space separated.")
+    flags.DEFINE_string("speaker_embedding", None, "TTS: speaker x-vector (.npy, 256 values).")
+    flags.DEFINE_string("ref_speaker_speech", None, "TTS: reference speech of the speaker (needs --speaker_model).")
+    flags.DEFINE_string(
+        "speaker_model", None, "TTS: ONNX speaker model, fbank (B, T, 80) -> x-vector (e.g. WeSpeaker)."
+    )
+    flags.DEFINE_string(
+        "music_score", None, "SVS: 'lyrics<sep>notes<sep>durations', notes and durations per word by |."
+    )
+    flags.DEFINE_string("pinyin_table", None, "SVS --music_score: m4singer_pinyin2ph.txt (default: the checkpoint's).")
+    flags.DEFINE_string("score_phonemes", None, "SVS: M4Singer phones, space separated.")
+    flags.DEFINE_string("score_notes", None, "SVS: one note per phone (C4, G#3, rest).")
+    flags.DEFINE_string("score_durations", None, "SVS: note duration in seconds per phone.")
+    flags.DEFINE_string("score_slurs", None, "SVS: 0/1 slur flag per phone (default all 0).")
+    flags.DEFINE_string(
+        "singer", "Alto-1", "SVS: singer name (the original's svs_spk_set.json, in uniflow_jax/resources)."
+    )
+    flags.DEFINE_string("noisy_speech", None, "SE: noisy speech file (any rate/channels).")
+    flags.DEFINE_string("low_sr_audio", None, "SR: band-limited audio file (any rate/channels).")
+    flags.DEFINE_string("video", None, "V2A: video file (frames read at 10 fps).")
+    flags.DEFINE_string("video_features", None, "V2A: per-frame CLIP features (.npy, frames x dim) instead of --video.")
+    flags.DEFINE_string("instruction", None, "Free-text instruction (encoded by T5) instead of a stock one.")
+    flags.DEFINE_integer("instruction_idx", 0, "Which of the task's 10 stock instructions to use.")
+    flags.DEFINE_integer("num_steps", None, "Euler steps (default 25).")
+    flags.DEFINE_float("guidance_scale", None, "Classifier-free guidance (default 5; SE/SR 1).")
+    flags.DEFINE_integer(
+        "seed",
+        0,
+        "Random seed of the noise (and of the weights of a random model); --batch: "
+        "of the lines without a seed of their own (each gets one from it and its id).",
+        lower_bound=0,
+    )
+    flags.DEFINE_enum(
+        "length",
+        None,
+        list(LENGTH_RULES),
+        "SE/SR/V2A output length: 'input' (default: the input's "
+        "length, each output frame conditioned on its own input frame) or 'predicted' (the original's).",
+    )
+
 
 # The inputs of one request: flags of the command line, keys of a --batch line.
 
@@ -237,4 +251,5 @@ def _main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     cli.run(main)

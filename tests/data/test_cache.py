@@ -44,7 +44,7 @@ def test_cached_batches_match_on_the_fly_batches(tmp_path, corpus):
     mesh = parallel.make_mesh((8, 1, 1))
     with jax.set_mesh(mesh):
         model_def, state = nnx_utils.create_sharded(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0)), mesh)
-        frozen_def, frozen_state = frozen_weights.frozen_encoders(config, mesh, seed=config.seed)
+        frozen_def, frozen_state = frozen_weights.frozen_encoders(config, mesh)
 
     @jax.jit
     def loss(s, f, b):

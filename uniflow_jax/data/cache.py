@@ -70,7 +70,7 @@ class FrozenFeatures:
 
         self.buckets = pipeline.buckets_from_config(config.data.buckets)
         self.hop = int(np.prod(config.model.vae.strides))
-        graphdef, state = frozen.frozen_encoders(config, mesh, seed=config.seed)
+        graphdef, state = frozen.frozen_encoders(config, mesh)
         self._moments = jax.jit(lambda s, w: nnx.merge(graphdef, s).vae.encode_moments(w))
         self._text = jax.jit(lambda s, ids, mask: nnx.merge(graphdef, s).t5(ids, mask))
         self._state = state
@@ -99,7 +99,7 @@ class FrozenFeatures:
         if self._clip is None:
             from uniflow_jax.weights import frozen
 
-            graphdef, state = frozen.clip_encoder(self._config, self._mesh, seed=self._config.seed)
+            graphdef, state = frozen.clip_encoder(self._config, self._mesh)
             self._clip = (jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0]), state)
         width = min(b.video for b in self.buckets if b.video >= len(pixels))
         return np.asarray(self._clip[0](self._clip[1], jnp.asarray(self._pad(pixels, width)[0]))[: len(pixels)])

@@ -57,11 +57,8 @@ class LoadedModel:
             shardings = train_state.shardings(spec, optax.identity(), self.mesh, rules, ema=False)
             self.params, self.step, self.description = load(make, shardings)
             buffers = train_state.buffers(make, shardings)
-            # The frozen parts with the training's seeds: a toy run with random frozen weights gets the same ones.
-            if frozen is None:
-                frozen_state = frozen_weights.frozen_encoders(config, self.mesh, seed=config.seed + 1)
-            else:
-                frozen_state = frozen(self.mesh)
+            # The frozen parts as training builds them: a toy run with random frozen weights gets the same ones.
+            frozen_state = (frozen or (lambda mesh: frozen_weights.frozen_encoders(config, mesh)))(self.mesh)
         state = nnx.merge_state(nnx.State(self.params), nnx.State(buffers))
         self.generator = Generator(self.cfg, (spec.graphdef, state), frozen_state)
         self.tokenizer = self._encode = None
@@ -73,7 +70,7 @@ class LoadedModel:
         self._bank = instructions.read_h5(config.model.instructions) if config.model.instructions else None
         self._encoded: dict[str, np.ndarray] = {}
         self._clip = None
-        self._clip_source = clip_tower or (lambda mesh: frozen_weights.clip_encoder(config, mesh, seed=config.seed + 2))
+        self._clip_source = clip_tower or (lambda mesh: frozen_weights.clip_encoder(config, mesh))
 
     @classmethod
     def random(cls, config: ml_collections.ConfigDict, seed: int, workdir: pathlib.Path) -> LoadedModel:

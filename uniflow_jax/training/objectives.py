@@ -61,7 +61,7 @@ class FlowObjective:
 
     def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
         self.cfg = config_lib.uniflow_config(config)
-        self.frozen_graphdef, encoders = frozen_weights.frozen_encoders(config, mesh, seed=config.seed + 1)
+        self.frozen_graphdef, encoders = frozen_weights.frozen_encoders(config, mesh)
         bank, bank_mask = instruction_bank(config, self.frozen_graphdef, encoders)
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         self.frozen = {
@@ -71,7 +71,7 @@ class FlowObjective:
         }
         self.clip_graphdef = None
         if config.data.video_input == "frames" and not config.data.cache:
-            self.clip_graphdef, self.frozen["clip"] = frozen_weights.clip_encoder(config, mesh, seed=config.seed + 2)
+            self.clip_graphdef, self.frozen["clip"] = frozen_weights.clip_encoder(config, mesh)
 
     def make_model(self, rngs: nnx.Rngs) -> uniflow.UniFlow:
         return uniflow.UniFlow(self.cfg, rngs=rngs)

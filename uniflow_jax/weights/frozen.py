@@ -2,7 +2,9 @@
 
 ``config.model.frozen_weights``: ``vae`` = the original StableVAE state dict as safetensors (original
 names), ``t5`` = a Flan-T5 Hugging Face folder, ``clip`` = a CLIP (vision) Hugging Face folder. A part
-left empty gets random weights from the seed, with a warning: that is for tests and toy runs only.
+left empty gets random weights, with a warning: that is for tests and toy runs only. Their seeds are fixed
+here, once, from ``config.seed`` (VAE + T5: seed + 1, CLIP: seed + 2), so training, the latent cache and
+sampling all see the same random encoders.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ def _place(make: Callable[[], nnx.Module], tensors, name_map, mesh, rules) -> tu
     return graphdef, parallel.shard_state(state, mesh, rules)
 
 
-def frozen_encoders(
-    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, seed: int = 0
-) -> tuple[nnx.GraphDef, nnx.State]:
+ENCODERS_SEED_OFFSET, CLIP_SEED_OFFSET = 1, 2  # random frozen weights: from config.seed + these
+
+
+def frozen_encoders(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, nnx.State]:
     """:class:`uniflow.FrozenEncoders` (VAE + T5) with the configured weights; a part without a file gets
     random weights (with a warning): a demo trains its own VAE but has no Flan-T5, for instance."""
     cfg, rules = config_lib.uniflow_config(config), config_lib.mesh_rules(config)
     paths = config.model.frozen_weights
-    make = lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(seed))  # noqa: E731
+    make = lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(config.seed + ENCODERS_SEED_OFFSET))  # noqa: E731
     for part in ("vae", "t5"):
         if not paths[part]:
             logging.warning("model.frozen_weights.%s is empty: it has RANDOM weights (tests/toys only)", part)
@@ -46,12 +49,10 @@ def frozen_encoders(
     return graphdef, state
 
 
-def clip_encoder(
-    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, seed: int = 0
-) -> tuple[nnx.GraphDef, nnx.State]:
+def clip_encoder(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, nnx.State]:
     """The CLIP vision tower of V2A (video frames → per-frame features)."""
     clip_cfg, rules = config_lib.clip_config(config), config_lib.mesh_rules(config)
-    make = lambda: clip.CLIPVisionEncoder(clip_cfg, rngs=nnx.Rngs(seed))  # noqa: E731
+    make = lambda: clip.CLIPVisionEncoder(clip_cfg, rngs=nnx.Rngs(config.seed + CLIP_SEED_OFFSET))  # noqa: E731
     with parallel.axis_rules(rules):
         if not config.model.frozen_weights.clip:
             logging.warning("model.frozen_weights.clip is empty: CLIP has RANDOM weights (tests/toys only)")
