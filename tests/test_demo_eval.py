@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from uniflow_jax import demo_eval
+from uniflow_jax import demo_eval, tasks
 from uniflow_jax.data import demo
 from uniflow_jax.frontends.symbols import note_to_midi, svs_phone_ids, tts_phone_ids
 
@@ -71,7 +71,7 @@ def test_requests_have_every_field(corpus, requests):
             if key in row:
                 assert pathlib.Path(row[key]).is_absolute() and pathlib.Path(row[key]).is_file(), row
     assert {task: [r["id"] for r in rows] for task, rows in by_task.items()} == {
-        task: [f"{task}_val_{i:04d}" for i in range(NUM_VAL)] for task in demo_eval.TASK_ORDER
+        task: [f"{task}_val_{i:04d}" for i in range(NUM_VAL)] for task in tasks.REPORT_ORDER
     }
     for row in by_task["t2a"] + by_task["t2m"]:
         frames = sf.info(str(corpus / "val" / row["task"] / "wavs" / f"{row['id']}.wav")).frames
@@ -147,7 +147,7 @@ def test_missing_unreadable_and_wrong_rate_files(corpus, copied, tmp_path):
 
 def test_report_without_generated_audio(corpus, tmp_path):
     report = demo_eval.evaluate(corpus, tmp_path / "nothing", per_task=2)
-    assert report["summary"]["missing"] == 2 * len(demo_eval.TASK_ORDER)
+    assert report["summary"]["missing"] == 2 * len(tasks.REPORT_ORDER)
     assert report["summary"]["comparisons"] == 0
     assert "0/2 generated, 2 missing" in demo_eval.format_table(report)
     demo_eval.write_report(report, tmp_path / "report.json")
@@ -164,7 +164,7 @@ def test_se_speech_quality_figures(corpus, copied):
 
 def test_reference_manifests_for_the_evaluate_command(corpus, tmp_path):
     paths = demo_eval.write_references(corpus, tmp_path, per_task=2)
-    assert [p.stem for p in paths] == list(demo_eval.TASK_ORDER)
+    assert [p.stem for p in paths] == list(tasks.REPORT_ORDER)
     rows = {p.stem: [json.loads(line) for line in p.read_text().splitlines()] for p in paths}
     assert all(len(r) == 2 and all(pathlib.Path(row["audio"]).exists() for row in r) for r in rows.values())
     assert all(row["text"] for task in ("tts", "t2a", "t2m") for row in rows[task])

@@ -14,7 +14,7 @@ import pathlib
 import jax
 import ml_collections
 
-from uniflow_jax import parallel
+from uniflow_jax import parallel, tasks
 from uniflow_jax.models.adapter import AdapterConfig
 from uniflow_jax.models.clip import CLIPVisionConfig
 from uniflow_jax.models.dit import DiTConfig
@@ -97,8 +97,8 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
                 dict(latent=500, phoneme=192, score=192, video=100, text=64),
                 dict(latent=1000, phoneme=384, score=384, video=100, text=128),
             ],
-            crop_seconds=dict(se=5.0, sr=5.0, t2m=10.0, v2a=10.0),
-            max_seconds=dict(tts=20.0, svs=20.0),
+            crop_seconds=dict(tasks.CROP_SECONDS),  # the original's crops (tasks.Crop)
+            max_seconds=dict(tasks.MAX_SECONDS),
             min_seconds=0.3,
             on_bad_input="skip",  # or "raise"
             video_input="features",  # or "frames": video files, CLIP-encoded in the train step

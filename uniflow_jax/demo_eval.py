@@ -31,14 +31,13 @@ import numpy as np
 import soundfile as sf
 from absl import app, flags
 
-from uniflow_jax import cli
+from uniflow_jax import cli, tasks
 from uniflow_jax.frontends import symbols
 from uniflow_jax.frontends.symbols import note_to_midi
 from uniflow_jax.metrics import audio as metrics
 from uniflow_jax.metrics import speech
 
 SAMPLE_RATE = 24000
-TASK_ORDER = ("t2a", "t2m", "tts", "svs", "se", "sr", "v2a")
 HIGH_BAND_HZ = 4000.0
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
@@ -167,7 +166,9 @@ def write_requests(
     out = pathlib.Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     rows = [
-        request(item, out) for task in TASK_ORDER for item in load_items(corpus, task, split=split, per_task=per_task)
+        request(item, out)
+        for task in tasks.REPORT_ORDER
+        for item in load_items(corpus, task, split=split, per_task=per_task)
     ]
     path = out / "requests.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -182,7 +183,7 @@ def write_references(
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for task in TASK_ORDER:
+    for task in tasks.REPORT_ORDER:
         rows = []
         for item in load_items(corpus, task, split=split, per_task=per_task):
             row = {"audio_id": item.id, "audio": str(item.target)}
@@ -549,7 +550,7 @@ def evaluate(
     features = _Features()
     sections = {
         task: evaluate_task(load_items(corpus, task, split=split, per_task=per_task), generated, features)
-        for task in TASK_ORDER
+        for task in tasks.REPORT_ORDER
     }
     verdicts = {}
     for task, section in sections.items():

@@ -39,13 +39,12 @@ import numpy as np
 import soundfile as sf
 from absl import flags
 
-from uniflow_jax import cli
+from uniflow_jax import cli, tasks
 from uniflow_jax.data.audio import load_audio
 from uniflow_jax.metrics import asr, composite, distribution, speech
 from uniflow_jax.metrics import audio as signal_metrics
 from uniflow_jax.metrics.onnx_models import OnnxAudioModel, OnnxTextModel, input_ranks
 
-TASKS = ("t2a", "t2m", "tts", "svs", "se", "sr", "v2a")
 _DISTRIBUTION = ("fd", "kl", "is", "clap")
 TASK_METRICS = {
     "se": ("pesq", "stoi", "segsnr", "composite", "dnsmos"),
@@ -459,7 +458,7 @@ def select_metrics(task: str, options: Options) -> tuple[tuple[str, ...], list[s
     """The metrics to compute and notes on the ones left out; raises naming the flag a requested metric's
     model needs."""
     if task not in TASK_METRICS:
-        raise EvaluationError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        raise EvaluationError(f"unknown task {task!r}; tasks: {', '.join(tasks.REPORT_ORDER)}")
     available, notes = TASK_METRICS[task], []
     unknown = sorted(set(options.metrics) - set(available))
     if unknown:
@@ -559,7 +558,7 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
     """Defined only when run as a program, so that importing this module adds no flags to another tool."""
-    flags.DEFINE_enum("task", None, list(TASKS), "The task whose metrics to compute.", required=True)
+    flags.DEFINE_enum("task", None, list(tasks.REPORT_ORDER), "The task whose metrics to compute.", required=True)
     flags.DEFINE_string("generated", None, "Folder of generated <id>.wav files.", required=True)
     flags.DEFINE_string("reference", None, "Folder of reference <id>.wav, or a jsonl manifest.", required=True)
     flags.DEFINE_string("json", None, "Report file (default: <generated>/metrics.json).")

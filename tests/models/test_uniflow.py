@@ -54,7 +54,7 @@ def test_expand_units_by_hand():
 
 def test_duration_counts_round_half_to_even():
     # 0.03 s -> 1.5 -> 2, 0.05 s -> 2.5 -> 2, 0.07 s -> 3.5 -> 4 (the original's torch.round).
-    np.testing.assert_array_equal(adapter.unit_counts(jnp.array([0.03, 0.05, 0.07, 0.02, 0.0])), [2, 2, 4, 1, 0])
+    np.testing.assert_array_equal(adapter.unit_counts(jnp.array([0.03, 0.05, 0.07, 0.02, 0.0]), 50.0), [2, 2, 4, 1, 0])
 
 
 def _sample(task: str, rng: np.random.Generator, *, waveform_frames: int | None = None) -> dict:
@@ -198,6 +198,7 @@ def test_length_rules_per_task(task, local, global_, expected):
         jnp.array([global_], jnp.float32),
         mask,
         jnp.array([tasks.get(task).time_aligned]),
+        50.0,  # latent frames per second of the released VAE
     )
     assert int(out["lengths"][0]) == expected
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from uniflow_jax import tasks
 from uniflow_jax.data import records
-from uniflow_jax.data.examples import NUM_INSTRUCTIONS, LoadOptions
+from uniflow_jax.data.examples import LoadOptions
 from uniflow_jax.frontends.video import FRAME_RATE
 
 META_FILE = "uniflow_cache.json"
@@ -32,13 +32,14 @@ class CachedLoader:
 
     def __call__(self, record: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         task = tasks.TASKS[int(record["task"])].short
-        sample: dict[str, Any] = {"task": task, "instruction_index": int(rng.integers(NUM_INSTRUCTIONS))}
+        sample: dict[str, Any] = {"task": task, "instruction_index": int(rng.integers(tasks.NUM_INSTRUCTIONS))}
         sample.update(id=str(record["id"]), dataset=int(record["dataset"]))
         frames = len(record["waveform_mean"]) - 1  # the last row is the silence after the clip
         limit = min(self.options.max_lengths["latent"], frames)
         rate = self.options.sample_rate / self.options.hop  # latent frames per second
         crop = min(limit, round(self.options.crop_seconds.get(task, limit / rate) * rate))
-        start = int(rng.integers(0, frames - crop + 1)) if task in ("se", "sr", "t2m", "t2a") and frames > crop else 0
+        random_start = tasks.get(task).crop.random_start
+        start = int(rng.integers(0, frames - crop + 1)) if random_start and frames > crop else 0
         window = slice(start, start + crop)
         sample["latent_frames"] = crop
         for key in ("waveform_mean", "waveform_std"):

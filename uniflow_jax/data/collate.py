@@ -29,7 +29,6 @@ import numpy as np
 from uniflow_jax import tasks
 
 Sample = Mapping[str, Any]
-NUM_INSTRUCTIONS = 10  # per task, as the original's task_instruction.json
 
 
 def _stack(rows: Sequence[np.ndarray | None], dtype, length: int, tail: tuple[int, ...] = ()):
@@ -116,8 +115,8 @@ def collate(
             instructions, np.float32, length, instructions[0].shape[1:]
         )
     else:
-        batch["instruction_id"] = batch["task"] * NUM_INSTRUCTIONS + np.array(
-            [s["instruction_index"] for s in samples], np.int32
+        batch["instruction_id"] = np.array(
+            [tasks.instruction_id(t.id, s["instruction_index"]) for s, t in zip(samples, specs, strict=True)], np.int32
         )
 
     durations = [unit_durations(t, s, hop) for s, t in zip(samples, specs, strict=True)]

@@ -19,7 +19,6 @@ import soundfile as sf
 from uniflow_jax import tasks
 from uniflow_jax.data import content
 from uniflow_jax.data.audio import SAMPLE_RATE, load_audio
-from uniflow_jax.data.collate import NUM_INSTRUCTIONS
 from uniflow_jax.data.manifest import ManifestSource
 
 SKIP_REASONS = ("missing", "unreadable", "empty", "silent", "nonfinite", "too_short", "too_long", "bad_content")
@@ -39,10 +38,8 @@ class LoadOptions:
     content kind units); longer crop-able audio is cropped to fit, longer phone/score content is skipped."""
 
     max_lengths: Mapping[str, int]
-    crop_seconds: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"se": 5.0, "sr": 5.0, "t2m": 10.0, "v2a": 10.0}
-    )
-    max_seconds: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"tts": 20.0, "svs": 20.0})
+    crop_seconds: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(tasks.CROP_SECONDS))
+    max_seconds: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(tasks.MAX_SECONDS))
     min_seconds: float = 0.3
     silence_threshold: float = 1e-4
     hop: int = 480
@@ -111,21 +108,22 @@ class ExampleLoader:
     def load(self, source: ManifestSource, row: dict, rng: np.random.Generator) -> dict[str, Any]:
         o = self.options
         task, key, value = row["task"], row["id"], row["content"]
-        sample: dict[str, Any] = {"task": task, "instruction_index": int(rng.integers(NUM_INSTRUCTIONS))}
+        sample: dict[str, Any] = {"task": task, "instruction_index": int(rng.integers(tasks.NUM_INSTRUCTIONS))}
         waveform = read_checked(row["audio"], o)
         limit = o.max_lengths["latent"] * o.hop
         crop = min(limit, round(o.crop_seconds.get(task, limit / o.sample_rate) * o.sample_rate))
+        random_start = tasks.get(task).crop.random_start
         if task in ("se", "sr"):
             if value is None:
                 source_audio = content.band_limit(waveform, rng, o.sample_rate)
             else:
                 source_audio = read_checked(source.content_path(value), o)
-            n = min(len(waveform), len(source_audio))
-            start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
+            n = min(len(waveform), len(source_audio))  # input and target share one window
+            start = int(rng.integers(0, n - crop + 1)) if random_start and n > crop else 0
             waveform = waveform[start : start + min(n, crop)]
             sample["audio"] = self._trim(source_audio[start : start + min(n, crop)])
-        elif task == "t2m" or (task == "t2a" and len(waveform) > limit):
-            start = int(rng.integers(0, len(waveform) - crop + 1)) if len(waveform) > crop else 0
+        elif task in ("t2a", "t2m"):
+            start = int(rng.integers(0, len(waveform) - crop + 1)) if random_start and len(waveform) > crop else 0
             waveform = waveform[start : start + crop]
         elif task == "v2a":
             waveform = waveform[:crop]

@@ -18,7 +18,7 @@ from uniflow_jax import tasks
 from uniflow_jax.data import audio
 from uniflow_jax.frontends import video
 from uniflow_jax.inference.model import LoadedModel
-from uniflow_jax.inference.requests import TASK_ORDER, Line, build_sample, length_hint, line_seed, settings
+from uniflow_jax.inference.requests import Line, build_sample, length_hint, line_seed, settings
 
 
 def write_outputs(
@@ -78,7 +78,7 @@ def run_batch(
         groups.setdefault(line.task.short, []).append(line)
     summaries: dict[str, TaskSummary] = {}
     with tqdm(total=len(lines), unit="request", desc="sample") as bar:
-        for short in sorted(groups, key=TASK_ORDER.index):
+        for short in sorted(groups, key=tasks.REPORT_ORDER.index):
             task = tasks.get(short)
             steps, guidance = settings(task, num_steps, guidance_scale)
             group = sorted(groups[short], key=length_hint)

@@ -21,7 +21,7 @@ from flax import nnx
 
 from uniflow_jax import tasks
 from uniflow_jax.data import collate
-from uniflow_jax.models import adapter, uniflow
+from uniflow_jax.models import uniflow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +144,7 @@ class Generator:
             if aligned is not None and aligned[i]:
                 if task.unit_seconds is None or not task.time_aligned:
                     raise ValueError(f"{task.short}: only audio and video inputs align with the output")
-                counts[i] = round(task.unit_seconds * adapter.LATENT_RATE) * content_mask[i]
+                counts[i] = round(task.unit_seconds * cfg.vae.latent_rate) * content_mask[i]
                 lengths[i] = counts[i].sum()
             if frames is not None and frames[i] is not None:
                 lengths[i] = frames[i]

@@ -16,10 +16,8 @@ from absl import logging
 
 from uniflow_jax import tasks
 from uniflow_jax.data import audio
-from uniflow_jax.data.collate import NUM_INSTRUCTIONS
 from uniflow_jax.frontends import g2p, score, speaker, symbols, video
-from uniflow_jax.inference.generator import BUCKETS, task_defaults
-from uniflow_jax.models import adapter
+from uniflow_jax.inference.generator import task_defaults
 from uniflow_jax.weights import converted as converted_folder
 
 if TYPE_CHECKING:
@@ -34,7 +32,6 @@ FIELDS = (*TEXT_FIELDS, *WORD_FIELDS, *PATH_FIELDS, "duration", "instruction_idx
 SHARED_FIELDS = ("speaker_model", "pinyin_table")  # with --batch, the flags apply to every line lacking them
 DEFAULTS = {"singer": "Alto-1", "instruction_idx": 0}
 PINYIN_TABLE = "svs/m4singer_pinyin2ph.txt"  # where a release checkpoint folder keeps it
-TASK_ORDER = ("t2a", "t2m", "tts", "svs", "se", "sr", "v2a")
 
 
 @dataclasses.dataclass
@@ -90,11 +87,11 @@ def check_fields(task: tasks.Task, fields: Mapping[str, Any]) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     index = fields.get("instruction_idx") or 0
-    if not 0 <= index < NUM_INSTRUCTIONS:
-        raise ValueError(f"instruction_idx must be 0..{NUM_INSTRUCTIONS - 1}, got {index}")
+    if not 0 <= index < tasks.NUM_INSTRUCTIONS:
+        raise ValueError(f"instruction_idx must be 0..{tasks.NUM_INSTRUCTIONS - 1}, got {index}")
 
 
-MAX_INPUT_SECONDS = BUCKETS.latent[-1] / adapter.LATENT_RATE  # the longest length bucket: 30 s
+MAX_INPUT_SECONDS = 30.0  # = the longest latent bucket (1500 frames) of the released VAE's 50 frames per second
 MAX_VIDEO_SECONDS = 10.0  # read from a video file, as the original CLI (longer videos are cut there)
 
 

@@ -18,7 +18,6 @@ from uniflow_jax.models import layers
 from uniflow_jax.models.layers import LayerNorm, Linear
 
 FRAME_RESOLUTION = 0.005  # seconds per duration-target frame
-LATENT_RATE = 50  # latent frames per second (24 kHz / hop 480)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,28 +112,29 @@ class CrossAttentionAdapter(nnx.Module):
         )
 
 
-def unit_counts(seconds: jax.Array) -> jax.Array:
-    """Latent frames per unit: round-half-to-even of float32(seconds)·50, as the original."""
-    return jnp.round(seconds.astype(jnp.float32) * jnp.float32(LATENT_RATE)).astype(jnp.int32)
+def unit_counts(seconds: jax.Array, latent_rate: float) -> jax.Array:
+    """Latent frames per unit: round-half-to-even of float32(seconds)·rate (50 for the released VAE), as the
+    original."""
+    return jnp.round(seconds.astype(jnp.float32) * jnp.float32(latent_rate)).astype(jnp.int32)
 
 
 def inference_lengths(
-    local_duration: jax.Array, global_duration: jax.Array, mask: jax.Array, is_ta: jax.Array
+    local_duration: jax.Array, global_duration: jax.Array, mask: jax.Array, is_ta: jax.Array, latent_rate: float
 ) -> dict[str, jax.Array]:
     """The original's length rules from predicted log-durations.
 
     Per unit d̂ = (⌈exp(l̂)·mask⌉ − 1)·5 ms (−5 ms at padded units, which rounds to 0 latents) and
-    n̂ = round(d̂·50). TA samples last Σ n̂ latent frames (no accumulated rounding); NTA samples
-    round((exp(ĝ) − 1)·50). ``global_seconds`` reports each sample's length in seconds.
+    n̂ = round(d̂·rate), rate = the VAE's latent frames per second (50). TA samples last Σ n̂ latent frames (no
+    accumulated rounding); NTA samples round((exp(ĝ) − 1)·rate). ``global_seconds``: each sample's length in s.
     """
     local_seconds = (jnp.ceil(jnp.exp(local_duration) * mask) - 1) * jnp.float32(FRAME_RESOLUTION)
-    counts = unit_counts(local_seconds)
+    counts = unit_counts(local_seconds, latent_rate)
     predicted_seconds = jnp.exp(global_duration) - 1
-    nta_frames = jnp.round(predicted_seconds * jnp.float32(LATENT_RATE)).astype(jnp.int32)
+    nta_frames = jnp.round(predicted_seconds * jnp.float32(latent_rate)).astype(jnp.int32)
     lengths = jnp.where(is_ta, jnp.sum(counts, axis=1), nta_frames)
     return {
         "local_seconds": local_seconds,
         "counts": counts,
         "lengths": lengths,
-        "global_seconds": jnp.where(is_ta, lengths.astype(jnp.float32) / LATENT_RATE, predicted_seconds),
+        "global_seconds": jnp.where(is_ta, lengths.astype(jnp.float32) / latent_rate, predicted_seconds),
     }

@@ -21,7 +21,7 @@ from flax import nnx
 
 from uniflow_jax import flow, tasks
 from uniflow_jax.models import adapter, dit, fastspeech2, layers, t5, vae
-from uniflow_jax.models.adapter import FRAME_RESOLUTION, LATENT_RATE
+from uniflow_jax.models.adapter import FRAME_RESOLUTION
 from uniflow_jax.models.layers import Linear
 
 Batch = Mapping[str, jax.Array]
@@ -234,7 +234,7 @@ class UniFlow(nnx.Module):
         dur_mask = _pad_to(batch["duration_mask"], max(lc, batch["duration"].shape[1]))[:, :lc]
         seconds = jnp.where(dur_mask, seconds, 0.0)
 
-        counts = adapter.unit_counts(seconds)
+        counts = adapter.unit_counts(seconds, self.cfg.vae.latent_rate)
         ta_stream = expand_units(out.content, counts, num_frames)
         ta, ctx, ctx_mask = self.fuse(out.content, content_mask, ta_stream, is_ta, draws.cfg_drop)
         sigma, timesteps = flow.timesteps_from_u(draws.u)
@@ -246,7 +246,7 @@ class UniFlow(nnx.Module):
         m = dur_mask.astype(jnp.float32)
         local = jnp.sum(jnp.square(out.local_duration - local_target) * m, 1) / jnp.maximum(jnp.sum(m, 1), 1)
         local = local * is_ta
-        global_target = jnp.log(frames.astype(jnp.float32) / LATENT_RATE + 1)
+        global_target = jnp.log(frames.astype(jnp.float32) / self.cfg.vae.latent_rate + 1)
         glob = jnp.square(out.global_duration - global_target)
 
         per_sample = {"diffusion": diff, "local_duration": local, "global_duration": glob}
@@ -313,12 +313,14 @@ class UniFlow(nnx.Module):
         """
         _, mask, out = self.adapt(frozen, batch, audio_eps, mask_padding)
         is_ta = jnp.asarray(_TASK_IS_TA)[batch["task"]]
-        lengths = adapter.inference_lengths(out.local_duration, out.global_duration, mask, is_ta)
+        lengths = adapter.inference_lengths(
+            out.local_duration, out.global_duration, mask, is_ta, self.cfg.vae.latent_rate
+        )
         if use_given_durations:
             lc = mask.shape[1]
             given = _pad_to(batch["duration"], max(lc, batch["duration"].shape[1]))[:, :lc]
             given_mask = _pad_to(batch["duration_mask"], given.shape[1])[:, :lc]
-            counts = adapter.unit_counts(jnp.where(given_mask, given, 0.0))
+            counts = adapter.unit_counts(jnp.where(given_mask, given, 0.0), self.cfg.vae.latent_rate)
             lengths["counts"] = counts
             lengths["lengths"] = jnp.where(is_ta, jnp.sum(counts, axis=1), lengths["lengths"])
         return {

@@ -32,6 +32,11 @@ class VAEConfig:
     def hop_length(self) -> int:
         return math.prod(self.strides)
 
+    @property
+    def latent_rate(self) -> float:
+        """Latent frames per second (the released VAE: 24 kHz / 480 = 50)."""
+        return self.sample_rate / self.hop_length
+
 
 def _torch_default_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
     """PyTorch's default conv init: U(±1/√fan_in), fan_in = k·in for a (k, in, out) kernel."""

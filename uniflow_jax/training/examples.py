@@ -50,7 +50,7 @@ def _flow_logger(config, objective: FlowObjective, spec: ModelSpec) -> Logger:
         clip = jax.jit(lambda state, x: nnx.merge(clip_graphdef, state)(x)[0])
     for sample in samples:
         sample.pop("waveform", None)  # the target: not an input
-        row = tasks.index(sample["task"]) * 10 + sample["instruction_index"]
+        row = tasks.instruction_id(sample["task"], sample["instruction_index"])
         sample["instruction"] = bank[row][bank_mask[row]]
         if "video_frames" in sample:
             sample["video"] = np.asarray(clip(objective.frozen["clip"], sample.pop("video_frames")))

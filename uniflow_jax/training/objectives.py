@@ -18,7 +18,6 @@ from absl import logging
 from flax import nnx
 
 from uniflow_jax import config_lib, instructions, tasks
-from uniflow_jax.data.collate import NUM_INSTRUCTIONS
 from uniflow_jax.frontends.text import T5Tokenizer
 from uniflow_jax.models import uniflow, vae
 from uniflow_jax.training import flops, vae_objective
@@ -216,7 +215,8 @@ def instruction_bank(
         logging.info("encoding the task instructions with the frozen T5")
         t5_def, t5_state = nnx.split(nnx.merge(graphdef, encoders).t5)
         bank = instructions.encode_all(instructions.text_encoder(t5_def, t5_state, T5Tokenizer(config.data.tokenizer)))
-    rows = [instructions.select(bank, t.id, k) for t in tasks.TASKS for k in range(NUM_INSTRUCTIONS)]
+    # Row tasks.instruction_id(task, k) holds the task's k-th instruction.
+    rows = [instructions.select(bank, t.id, k) for t in tasks.TASKS for k in range(tasks.NUM_INSTRUCTIONS)]
     length = max(len(r) for r in rows)
     padded = np.zeros((len(rows), length, rows[0].shape[1]), np.float32)
     mask = np.zeros((len(rows), length), bool)
