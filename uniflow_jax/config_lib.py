@@ -100,6 +100,7 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
             crop_seconds=dict(tasks.CROP_SECONDS),  # the original's crops (tasks.Crop)
             max_seconds=dict(tasks.MAX_SECONDS),
             min_seconds=0.3,
+            max_file_seconds=600.0,  # longer audio files are skipped (too_long); a crop decodes only its segment
             on_bad_input="skip",  # or "raise"
             video_input="features",  # or "frames": video files, CLIP-encoded in the train step
             tokenizer="",  # SentencePiece model for captions (Flan-T5's spiece.model)

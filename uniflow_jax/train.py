@@ -182,18 +182,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
             f"train.global_batch_size {batch_size} must divide into {t.grad_accum_steps} micro-batches over the "
             f"mesh's batch axes (data × fsdp = {mesh.shape['data'] * mesh.shape['fsdp']})"
         )
-    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-    if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     with jax.set_mesh(mesh), parallel.axis_rules(rules):
+        # The data first: manifests that are refused (file:line) leave no half-made workdir behind.
+        it = iter(pipeline.train_dataset(config, batch_size, rows=pipeline.host_rows(mesh, batch_size)))
+        if config.data.val and not config.data.cache:
+            pipeline.open_datasets(config.data.val, config.data.on_bad_input)
+        writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+        if jax.process_index() == 0:
+            (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
         objective = objectives.make(config, mesh)
         make = lambda: objective.make_model(nnx.Rngs(config.seed))  # noqa: E731
         tx, schedule = optimizer.make(config.optimizer), optimizer.learning_rate(config.optimizer)
         spec = train_state.ModelSpec.of(make)
         shardings = train_state.shardings(spec, tx, mesh, rules, ema=t.ema_decay > 0)
         ckpt = checkpoint.Checkpointer(workdir, keep=t.keep_checkpoints)
-        it = iter(pipeline.train_dataset(config, batch_size, rows=pipeline.host_rows(mesh, batch_size)))
         state, step = _initial_state(config, objective, make, tx, shardings, ckpt, it)
         fn = train_step.make_train_step(
             objective, spec, tx, schedule, grad_accum_steps=t.grad_accum_steps, ema_decay=t.ema_decay
@@ -223,7 +225,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
                     elapsed = time.perf_counter() - window_start
                     logged = _summarise(window, elapsed, frames_seen, data_wait, batch_size, peak)
                     logged["skipped_total"] = int(state.nonfinite)
-                    logged["skipped_rows"] = int(np.asarray(host["skips"]).sum())
+                    logged.update(pipeline.skip_scalars(host["skips"], host["skipped_rows"]))
                     writer.scalars(step, logged)
                     bar.write(format_console(step, logged))
                     if int(state.streak) >= t.max_nonfinite_in_a_row:

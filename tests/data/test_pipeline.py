@@ -2,10 +2,12 @@
 
 import collections
 import itertools
+import json
 
 import jax
 import numpy as np
 import pytest
+import soundfile as sf
 from conftest import ROWS, make_config
 
 from uniflow_jax import parallel, tasks
@@ -248,3 +250,69 @@ def test_sr_without_content_is_band_limited_on_the_fly(corpus):
     batch = next(iter(pipeline.train_dataset(config, 4)))
     assert not np.allclose(batch["audio"], batch["waveform"])
     assert list(itertools.chain(batch["task"])) == [tasks.index("sr")] * 4
+
+
+def _t2a_dataset(folder, names_and_files: dict, extra_content: tuple = ()) -> dict:
+    audio = [{"audio_id": n, "audio": f} for n, f in names_and_files.items()]
+    content_rows = [{"audio_id": n, "caption": f"sound {n}"} for n in names_and_files] + list(extra_content)
+    for name, rows in (("audio", audio), ("content", content_rows)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"task": "t2a", "content": str(folder / "content.jsonl"), "audio": str(folder / "audio.jsonl"),
+            "name": folder.name}  # fmt: skip
+
+
+def test_skips_are_counted_per_reason_as_distinct_rows_and_as_reads(tmp_path, corpus):
+    """Every kind of bad file, including a folder given as audio (unreadable, not missing), NaN in a file that
+    needs resampling, and a file longer than data.max_file_seconds, and the row-level manifest problems (an id
+    without an audio row, a blank caption): each is skipped and counted as one distinct row however often the
+    reader meets it again, or, with data.on_bad_input = "raise", the manifest problems refuse the dataset."""
+    rng = np.random.default_rng(2)
+    sf.write(tmp_path / "good.wav", 0.3 * np.sin(np.arange(24000) * 0.05).astype(np.float32), 24000)
+    nan = (0.3 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
+    nan[500] = np.nan
+    sf.write(tmp_path / "nan16k.wav", nan, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "long.wav", rng.uniform(-0.3, 0.3, 24000 * 4).astype(np.float32), 24000)
+    (tmp_path / "a_folder.wav").mkdir()
+    files = {"good": "good.wav", "folder": "a_folder.wav", "nan": "nan16k.wav", "long": "long.wav",
+             "missing": "nowhere.wav"}  # fmt: skip
+    extra = ({"audio_id": "no_audio_row", "caption": "a sound"}, {"audio_id": "good", "caption": "  "})
+    config = make_config(corpus, tasks=("t2a",), max_file_seconds=3.0)
+    config.data.train = [_t2a_dataset(tmp_path, files, extra)]
+    batch = take(iter(pipeline.train_dataset(config, 2)), 4)[-1]
+    reads = dict(zip(SKIP_REASONS, batch["skips"][0].tolist(), strict=True))
+    rows = dict(zip(SKIP_REASONS, batch["skipped_rows"][0].tolist(), strict=True))
+    expected = {"unreadable": 1, "nonfinite": 1, "too_long": 1, "missing": 2, "bad_content": 1}
+    assert rows == {**dict.fromkeys(SKIP_REASONS, 0), **expected}
+    assert all(reads[r] >= 3 for r in expected)  # met again on every pass
+    logged = pipeline.skip_scalars(batch["skips"], batch["skipped_rows"])
+    assert logged["skipped_rows"] == 6 and logged["skipped_rows/unreadable"] == 1
+    assert logged["skip_reads/missing"] == reads["missing"] and "skipped_rows/silent" not in logged
+    config.data.on_bad_input = "raise"
+    with pytest.raises(ManifestError, match=r"(?s)2 bad manifest line.*no_audio_row' has no row.*blank caption"):
+        pipeline.train_dataset(config, 2)
+
+
+def test_a_crop_of_a_long_file_decodes_only_its_segment(tmp_path, corpus, monkeypatch):
+    """A 3-minute 44.1 kHz stereo FLAC in a T2A manifest: the loader decodes about one crop's worth of frames
+    (the frames read are counted), and the segment equals the same window of the whole file resampled."""
+    import soundfile
+
+    from uniflow_jax.data import examples
+    from uniflow_jax.data.audio import load_audio
+
+    seconds, rate = 180, 44100
+    t = np.arange(seconds * rate) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.25 * t)) / 1.5).astype(np.float32)
+    sf.write(tmp_path / "long.flac", np.stack([tone, 0.5 * tone], axis=1), rate)
+    options = pipeline.load_options(make_config(corpus, tasks=("t2a",)))
+    read = []
+    real_read = soundfile.read
+    spy = lambda *a, **k: read.append(k.get("stop", 0) - k.get("start", 0)) or real_read(*a, **k)  # noqa: E731
+    monkeypatch.setattr(examples.sf, "read", spy)
+    file = examples.open_checked(str(tmp_path / "long.flac"), options)
+    start, length = 24000 * 61 + 7, 24000 * 2
+    segment = examples.read_segment(file, start, length, options)
+    assert len(segment) == length and read == [read[0]] and read[0] < 2.2 * rate  # 2 s + margins, not 180 s
+    monkeypatch.undo()
+    whole = load_audio(tmp_path / "long.flac")
+    np.testing.assert_allclose(segment, whole[start : start + length], atol=1e-4)

@@ -251,3 +251,18 @@ def test_vae_run_validates_logs_audio_and_exports_the_flow_models_vae(train_conf
     flow.model.frozen_weights.vae = str(tmp_path / "vae.safetensors")
     _, encoders = frozen.frozen_encoders(flow, parallel.make_mesh((-1, 1, 1)))
     assert_trees_equal(state.pure_values(encoders["vae"]), best)
+
+
+def test_a_refused_manifest_leaves_no_workdir_behind(train_config_file, tmp_path):
+    from uniflow_jax.data.manifest import ManifestError
+
+    config = load(train_config_file)
+    entry = next(e for e in config.data.train if e["task"] == "t2a")
+    content = pathlib.Path(entry["content"])
+    bad = tmp_path / "content.jsonl"
+    bad.write_text(content.read_text() + '{"audio_id": "not_in_the_audio_manifest", "caption": "x"}\n')
+    entry["content"], entry["base_content_path"] = str(bad), str(content.parent)
+    config.data.on_bad_input = "raise"
+    with pytest.raises(ManifestError, match="not_in_the_audio_manifest' has no row"):
+        train.train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -148,7 +148,7 @@ def build(config: ml_collections.ConfigDict, out: str | pathlib.Path, splits: Se
     summary: dict[str, Any] = {}
     datasets: dict[str, list[str]] = {}
     for split in splits:
-        sources = pipeline.open_datasets(config.data[split])
+        sources = pipeline.open_datasets(config.data[split], "skip")
         datasets[split] = [s.spec.label for s in sources]
         loader = ExampleLoader(sources, options)
         skips = np.zeros((len(sources), len(SKIP_REASONS)), np.int64)

@@ -33,6 +33,13 @@ DEFAULT_CONTENT_COL = {
 MAX_REPORTED_ERRORS = 20
 
 
+OK, NO_AUDIO_ROW, BLANK_CONTENT = 0, 1, 2
+ROW_PROBLEMS = {
+    NO_AUDIO_ROW: ("missing", "has no row in {audio}"),
+    BLANK_CONTENT: ("bad_content", "has a blank caption"),
+}
+
+
 class ManifestError(ValueError):
     """A manifest that cannot be used; the message lists every problem found as ``file:line: reason``."""
 
@@ -108,10 +115,16 @@ class ManifestSource:
 
     A row is ``{"id", "content", "audio", "task", "dataset", "where"}``: the content field's value as
     written (a caption, a path, an inline object; None for SR without content), the absolute audio path
-    and ``where`` = ``content.jsonl:line`` for error messages.
+    and ``where`` = ``content.jsonl:line`` for error messages; a row with a problem found in the manifest
+    itself also has ``problem`` = (skip reason, detail).
+
+    Policy: a malformed line (not JSON, not an object, a missing field, a duplicate id) always refuses the
+    dataset at start-up, naming ``file:line``. A row-level problem — a content row whose id has no audio row,
+    a blank caption — refuses it too with ``on_bad_input="raise"``; with ``"skip"`` the row is kept and the
+    loader skips and counts it (reasons ``missing`` and ``bad_content``), as it does a bad audio file.
     """
 
-    def __init__(self, spec: DatasetSpec):
+    def __init__(self, spec: DatasetSpec, on_bad_input: str = "raise"):
         self.spec = spec
         errors: list[str] = []
         audio_offsets: dict[str, tuple[int, int]] = {}
@@ -128,20 +141,29 @@ class ManifestSource:
             audio_offsets[key] = (offset, length)
 
         rows = []
+        text = tasks.get(spec.task).content == "text"
         if spec.content is None:
-            rows = [(-1, 0, -1, off, length) for off, length in audio_offsets.values()]
+            rows = [(-1, 0, -1, off, length, OK) for off, length in audio_offsets.values()]
         else:
             _check_file(spec.content)
             for number, offset, length, raw in _lines(spec.content):
                 try:
                     row = _parse(spec.content, number, raw, (spec.id_col, spec.content_col))
-                    key = str(row[spec.id_col])
-                    if key not in audio_offsets:
-                        raise ManifestError(f"{spec.content}:{number}: id {key!r} has no row in {spec.audio}")
                 except ManifestError as error:
                     errors.append(str(error))
                     continue
-                rows.append((offset, length, number, *audio_offsets[key]))
+                key = str(row[spec.id_col])
+                problem = OK
+                if key not in audio_offsets:
+                    problem = NO_AUDIO_ROW
+                elif text and not str(row[spec.content_col]).strip():
+                    problem = BLANK_CONTENT
+                if problem != OK and on_bad_input == "raise":
+                    errors.append(
+                        f"{spec.content}:{number}: id {key!r} {ROW_PROBLEMS[problem][1].format(audio=spec.audio)}"
+                    )
+                    continue
+                rows.append((offset, length, number, *audio_offsets.get(key, (-1, 0)), problem))
         if errors:
             shown = errors[:MAX_REPORTED_ERRORS]
             more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
@@ -151,8 +173,8 @@ class ManifestSource:
             rows = rows[: spec.max_samples]
         if not rows:
             raise ManifestError(f"dataset {spec.label}: no rows")
-        # (content offset, content length, content line, audio offset, audio length)
-        self._index = np.asarray(rows, np.int64).reshape(-1, 5)
+        # (content offset, content length, content line, audio offset, audio length, row problem)
+        self._index = np.asarray(rows, np.int64).reshape(-1, 6)
         self._content_base = spec.base_content_path or str(pathlib.Path(spec.content or spec.audio).parent)
         self._audio_base = spec.base_audio_path or str(pathlib.Path(spec.audio).parent)
         self._fds: dict[str, int] = {}
@@ -178,17 +200,23 @@ class ManifestSource:
         return self.resolve(value, self._content_base)
 
     def __getitem__(self, index: int) -> dict:
-        c_off, c_len, line, a_off, a_len = self._index[index]
+        c_off, c_len, line, a_off, a_len, problem = self._index[index]
         spec = self.spec
-        audio_row = self._read(spec.audio, a_off, a_len)
-        content = None if c_off < 0 else self._read(spec.content, c_off, c_len)[spec.content_col]
-        return {
-            "id": str(audio_row[spec.id_col]),
-            "content": content,
-            "audio": self.resolve(audio_row["audio"], self._audio_base),
+        content_row = None if c_off < 0 else self._read(spec.content, c_off, c_len)
+        row = {
+            "content": None if content_row is None else content_row[spec.content_col],
             "task": spec.task,
             "where": f"{spec.content or spec.audio}:{line if line >= 0 else '?'}",
         }
+        if a_off < 0:  # no audio row (kept only to be skipped and counted)
+            row.update(id=str(content_row[spec.id_col]), audio=None)
+        else:
+            audio_row = self._read(spec.audio, a_off, a_len)
+            row.update(id=str(audio_row[spec.id_col]), audio=self.resolve(audio_row["audio"], self._audio_base))
+        if problem != OK:
+            reason, detail = ROW_PROBLEMS[problem]
+            row["problem"] = (reason, f"id {row['id']!r} {detail.format(audio=spec.audio)}")
+        return row
 
     def __getstate__(self):
         return {**self.__dict__, "_fds": {}}

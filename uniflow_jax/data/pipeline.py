@@ -37,7 +37,7 @@ TASK_WEIGHT_PRESETS: dict[str, dict[str, float]] = {
     "upsampling": dict(tts=3, svs=1, se=2, sr=1, v2a=5, t2a=2, t2m=4),
     "uniform": {task.short: 1 for task in tasks.TASKS},
 }
-HOST_KEYS = ("skips", "id")  # batch entries that stay on the host (not model inputs)
+HOST_KEYS = ("skips", "skipped_rows", "id")  # batch entries that stay on the host (not model inputs)
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -113,6 +113,7 @@ def load_options(config: ml_collections.ConfigDict) -> LoadOptions:
         crop_seconds=dict(d.crop_seconds),
         max_seconds=dict(d.max_seconds),
         min_seconds=d.min_seconds,
+        max_file_seconds=d.get("max_file_seconds", LoadOptions.max_file_seconds),
         on_bad_input=d.on_bad_input,
         video_input=d.video_input,
         image_size=config.model.clip.image_size,
@@ -122,9 +123,9 @@ def load_options(config: ml_collections.ConfigDict) -> LoadOptions:
     )
 
 
-def open_datasets(entries: Sequence[Mapping[str, Any]]) -> list[ManifestSource]:
+def open_datasets(entries: Sequence[Mapping[str, Any]], on_bad_input: str = "skip") -> list[ManifestSource]:
     """Reads and checks every manifest of a dataset list (raises ``ManifestError`` listing the problems)."""
-    return [ManifestSource(DatasetSpec.from_config(entry)) for entry in entries]
+    return [ManifestSource(DatasetSpec.from_config(entry), on_bad_input) for entry in entries]
 
 
 class _Tag:
@@ -179,8 +180,9 @@ class BatchSpec:
 
 
 class BucketBatchDataset(grain.IterDataset):
-    """Samples (or skip markers) → padded bucket batches with running skip counts (``skips``:
-    (datasets, reasons) int64, cumulative since the start of training, restored with the state)."""
+    """Samples (or skip markers) → padded bucket batches with running skip counts, (datasets, reasons) int64,
+    cumulative since the start of training and restored with the state: ``skips`` counts every read of a bad row
+    (a row is read again each epoch), ``skipped_rows`` the distinct rows."""
 
     def __init__(self, parent: grain.IterDataset, spec: BatchSpec):
         super().__init__(parent)
@@ -195,27 +197,35 @@ class _BucketBatchIterator(grain.DatasetIterator):
         super().__init__(parent)
         self.spec = spec
         self.skips = np.zeros((spec.num_datasets, len(SKIP_REASONS)), np.int64)
+        self.skipped: set[tuple[int, int, str]] = set()  # (dataset, reason, row id) of every distinct bad row
 
     def __next__(self) -> dict[str, np.ndarray]:
         samples = []
         while len(samples) < self.spec.batch_size:
             sample = next(self._parent)
             if "skip" in sample:
-                self.skips[sample["dataset"], SKIP_REASONS.index(sample["skip"])] += 1
+                reason = SKIP_REASONS.index(sample["skip"])
+                self.skips[sample["dataset"], reason] += 1
+                self.skipped.add((int(sample["dataset"]), reason, str(sample["id"])))
             else:
                 samples.append(sample)
         if self.spec.rows is not None:
             samples = [samples[i] for i in self.spec.rows]
         batch = self.spec.collate(samples)
         batch["skips"] = self.skips.copy()
+        batch["skipped_rows"] = np.zeros_like(self.skips)
+        for dataset, reason, _ in self.skipped:
+            batch["skipped_rows"][dataset, reason] += 1
         return batch
 
     def get_state(self) -> dict:
-        return {"parent": self._parent.get_state(), "skips": self.skips.tolist()}
+        skipped = [list(entry) for entry in sorted(self.skipped)]
+        return {"parent": self._parent.get_state(), "skips": self.skips.tolist(), "skipped": skipped}
 
     def set_state(self, state: dict) -> None:
         self._parent.set_state(state["parent"])
         self.skips = np.asarray(state["skips"], np.int64).reshape(self.skips.shape)
+        self.skipped = {(int(d), int(r), str(i)) for d, r, i in state.get("skipped", [])}
 
 
 @dataclasses.dataclass
@@ -239,7 +249,7 @@ def open_inputs(
         rows = {task: grain.MapDataset.source(source) for task, source in record_sources.items()}
         dims = {"latent": config.model.vae.latent_dim, "text": config.model.t5.d_model}
         return SplitInputs(rows, cached.CachedLoader(options), labels, dims)
-    sources = open_datasets(config.data[split]) if sources is None else sources
+    sources = open_datasets(config.data[split], config.data.on_bad_input) if sources is None else sources
     by_task: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
         by_task.setdefault(source.spec.task, []).append(i)
@@ -326,6 +336,18 @@ def to_global(
             for device, index in sharding.addressable_devices_indices_map(global_shape).items()
         ]
         out[key] = jax.make_array_from_single_device_arrays(global_shape, sharding, shards)
+    return out
+
+
+def skip_scalars(skips: np.ndarray, skipped_rows: np.ndarray) -> dict[str, int]:
+    """Skip counts for the logs (console, metrics.jsonl, TensorBoard): the distinct rows skipped, in all and per
+    reason, and the reads of them per reason (a bad row is read again every epoch); reasons never met are left
+    out."""
+    rows, reads = np.asarray(skipped_rows).sum(axis=0), np.asarray(skips).sum(axis=0)
+    out = {"skipped_rows": int(rows.sum())}
+    for reason, n_rows, n_reads in zip(SKIP_REASONS, rows, reads, strict=True):
+        if n_reads:
+            out[f"skipped_rows/{reason}"], out[f"skip_reads/{reason}"] = int(n_rows), int(n_reads)
     return out
 
 

@@ -72,7 +72,7 @@ def validate(config, splits: list[str], audio: bool, threads: int) -> int:
         sources = []
         for entry in entries:
             try:
-                sources.append(ManifestSource(DatasetSpec.from_config(entry)))
+                sources.append(ManifestSource(DatasetSpec.from_config(entry), "skip"))
             except (ManifestError, KeyError) as error:
                 print(f"MALFORMED {error}")
                 status = 1
