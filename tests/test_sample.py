@@ -22,7 +22,7 @@ from uniflow_jax import config_lib, instructions, parallel, sample, tasks
 from uniflow_jax.frontends import symbols, text, video
 from uniflow_jax.inference import batch as batch_runner
 from uniflow_jax.inference import requests as requests_lib
-from uniflow_jax.inference.model import LoadedModel
+from uniflow_jax.inference.model import LoadedModel, Request
 from uniflow_jax.models import uniflow
 from uniflow_jax.training import checkpoint, optimizer
 from uniflow_jax.training import state as train_state
@@ -299,7 +299,7 @@ def test_request_lines_take_the_shared_flags_unless_they_set_them(tmp_path):
 # ---------------------------------------------------------------------------------------------- exactness
 
 
-def _mixed_requests(model, directory: pathlib.Path) -> dict[str, list[requests_lib.Request]]:
+def _mixed_requests(model, directory: pathlib.Path) -> dict[str, list[Request]]:
     """Two requests per task, of different lengths, each with its own seed."""
     rng = np.random.default_rng(7)
     for name, seconds, rate in (("a", 0.9, 16000), ("b", 0.33, 22050)):

@@ -40,7 +40,7 @@ import soundfile as sf
 from absl import flags
 
 from uniflow_jax import cli, tasks
-from uniflow_jax.data.audio import load_audio
+from uniflow_jax.frontends.audio import load_audio
 from uniflow_jax.metrics import asr, composite, distribution, speech
 from uniflow_jax.metrics import audio as signal_metrics
 from uniflow_jax.metrics.onnx_models import OnnxAudioModel, OnnxTextModel, input_ranks

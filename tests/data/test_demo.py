@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from uniflow_jax.data import demo
-from uniflow_jax.data.audio import SAMPLE_RATE, load_audio
+from uniflow_jax.frontends.audio import SAMPLE_RATE, load_audio
 from uniflow_jax.frontends.symbols import singer_id, svs_phone_ids
 from uniflow_jax.frontends.video import read_frames
 

@@ -298,7 +298,7 @@ def test_a_crop_of_a_long_file_decodes_only_its_segment(tmp_path, corpus, monkey
     import soundfile
 
     from uniflow_jax.data import examples
-    from uniflow_jax.data.audio import load_audio
+    from uniflow_jax.frontends.audio import load_audio
 
     seconds, rate = 180, 44100
     t = np.arange(seconds * rate) / rate

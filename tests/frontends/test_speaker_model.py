@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from uniflow_jax.data import audio
-from uniflow_jax.frontends import speaker
+from uniflow_jax.frontends import audio, speaker
 from uniflow_jax.inference import requests as requests_lib
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from uniflow_jax.data import demo
-from uniflow_jax.data.audio import SAMPLE_RATE
+from uniflow_jax.frontends.audio import SAMPLE_RATE
 
 RATE = 16000
 

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from uniflow_jax.data.audio import load_audio
+from uniflow_jax.frontends.audio import load_audio
 from uniflow_jax.metrics import asr
 
 

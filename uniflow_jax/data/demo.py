@@ -32,7 +32,7 @@ from scipy import signal
 from tqdm import tqdm
 
 from uniflow_jax import resources, tasks
-from uniflow_jax.data.audio import SAMPLE_RATE, write_audio
+from uniflow_jax.frontends.audio import SAMPLE_RATE, write_audio
 from uniflow_jax.frontends.symbols import note_to_midi, singer_id, svs_phone_ids, tts_phone_ids
 from uniflow_jax.frontends.text import train_tokenizer
 from uniflow_jax.instructions import all_texts

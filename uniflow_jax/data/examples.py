@@ -21,8 +21,8 @@ import soundfile as sf
 
 from uniflow_jax import tasks
 from uniflow_jax.data import content
-from uniflow_jax.data.audio import SAMPLE_RATE
 from uniflow_jax.data.manifest import ManifestSource
+from uniflow_jax.frontends.audio import SAMPLE_RATE
 
 SKIP_REASONS = ("missing", "unreadable", "empty", "silent", "nonfinite", "too_short", "too_long", "bad_content")
 

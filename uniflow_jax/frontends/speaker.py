@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from uniflow_jax.data import audio
+from uniflow_jax.frontends import audio
 
 SAMPLE_RATE = 16000
 NUM_MEL_BINS = 80

@@ -15,8 +15,7 @@ from absl import logging
 from tqdm import tqdm
 
 from uniflow_jax import tasks
-from uniflow_jax.data import audio
-from uniflow_jax.frontends import video
+from uniflow_jax.frontends import audio, video
 from uniflow_jax.inference.model import LoadedModel
 from uniflow_jax.inference.requests import Line, build_sample, length_hint, line_seed, settings
 

@@ -3,6 +3,7 @@ request needs (frozen encoders, tokenizer, instructions, CLIP on demand)."""
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import Callable, Sequence
 
@@ -16,14 +17,28 @@ from flax import nnx
 from uniflow_jax import config_lib, instructions, parallel, tasks
 from uniflow_jax.frontends import score, text, video
 from uniflow_jax.inference.generator import Generator
-from uniflow_jax.inference.requests import PINYIN_TABLE, Request
 from uniflow_jax.models import clip, uniflow
 from uniflow_jax.training import checkpoint
 from uniflow_jax.training import state as train_state
 from uniflow_jax.weights import converted as converted_folder
 from uniflow_jax.weights import frozen as frozen_weights
+from uniflow_jax.weights import release
 
 FrozenSource = Callable[[jax.sharding.Mesh], tuple[nnx.GraphDef, nnx.State]]
+
+
+@dataclasses.dataclass
+class Request:
+    """A model sample, its noise seed, its forced length in latent frames (or None: predicted), whether its
+    length is its input's (SE/SR/V2A, each output frame conditioned on its own input frame), and its exact
+    length in samples (or None: the latent length's)."""
+
+    task: tasks.Task
+    sample: dict
+    seed: int = 0
+    frames: int | None = None
+    aligned: bool = False
+    samples: int | None = None
 
 
 class LoadedModel:
@@ -165,11 +180,11 @@ class LoadedModel:
     def pinyin_table(self, path: str | pathlib.Path | None = None) -> dict[str, list[str]]:
         """The SVS pinyin → phones table: ``path``, else the one in :attr:`resource_dir`."""
         if path is None and self.resource_dir is not None:
-            path = self.resource_dir / PINYIN_TABLE
+            path = self.resource_dir / release.PINYIN_TABLE
         if path is None:
             raise ValueError(
                 "a music score needs the pinyin table: give --pinyin_table m4singer_pinyin2ph.txt (a release "
-                f"checkpoint folder has it as {PINYIN_TABLE})"
+                f"checkpoint folder has it as {release.PINYIN_TABLE})"
             )
         return score.read_pinyin_table(path)
 

@@ -8,20 +8,18 @@ import json
 import pathlib
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 from absl import logging
 
 from uniflow_jax import tasks
-from uniflow_jax.data import audio
-from uniflow_jax.frontends import g2p, score, speaker, symbols, video
+from uniflow_jax.frontends import audio, g2p, score, speaker, symbols, video
 from uniflow_jax.inference.generator import task_defaults
+from uniflow_jax.inference.model import LoadedModel, Request
 from uniflow_jax.weights import converted as converted_folder
-
-if TYPE_CHECKING:
-    from uniflow_jax.inference.model import LoadedModel
+from uniflow_jax.weights import release
 
 LENGTH_RULES = ("input", "predicted")  # SE/SR/V2A: the input's own length, or the duration predictor's
 WORD_FIELDS = ("phonemes", "score_phonemes", "score_notes", "score_durations", "score_slurs")  # or JSON lists
@@ -31,21 +29,6 @@ PATH_FIELDS = ("speaker_embedding", "ref_speaker_speech", "speaker_model", "piny
 FIELDS = (*TEXT_FIELDS, *WORD_FIELDS, *PATH_FIELDS, "duration", "instruction_idx", "length", "seed")
 SHARED_FIELDS = ("speaker_model", "pinyin_table")  # with --batch, the flags apply to every line lacking them
 DEFAULTS = {"singer": "Alto-1", "instruction_idx": 0}
-PINYIN_TABLE = "svs/m4singer_pinyin2ph.txt"  # where a release checkpoint folder keeps it
-
-
-@dataclasses.dataclass
-class Request:
-    """A model sample, its noise seed, its forced length in latent frames (or None: predicted), whether its
-    length is its input's (SE/SR/V2A, each output frame conditioned on its own input frame), and its exact
-    length in samples (or None: the latent length's)."""
-
-    task: tasks.Task
-    sample: dict
-    seed: int = 0
-    frames: int | None = None
-    aligned: bool = False
-    samples: int | None = None
 
 
 def _content_inputs(task: tasks.Task) -> list[tuple[str, ...]]:
@@ -113,7 +96,7 @@ class InputContext:
     @classmethod
     def of_converted(cls, folder: str | pathlib.Path) -> InputContext:
         """The context of a folder written by ``python -m uniflow_jax.convert``."""
-        table = pathlib.Path(folder) / PINYIN_TABLE
+        table = pathlib.Path(folder) / release.PINYIN_TABLE
         return cls(table if table.exists() else None, converted_folder.has_item(folder, "clip"))
 
 

@@ -29,7 +29,8 @@ FUSION_TARGETS = {"DummyContentAudioFlowMatching": "dummy", "HybridContentAudioF
 # Flow-model options of v1 that this port hard-codes (spec section 3.8).
 FIXED_OPTIONS = {"frame_resolution": 0.005, "duration_offset": 1.0}
 # Resource files copied next to the converted weights (the sampler's front ends read them from there).
-RESOURCE_FILES = ("mfa_g2p/phone_set.json", "svs/phone_set.json", "svs/spk_set.json", "svs/m4singer_pinyin2ph.txt")
+PINYIN_TABLE = "svs/m4singer_pinyin2ph.txt"  # the SVS front end's pinyin → phones table
+RESOURCE_FILES = ("mfa_g2p/phone_set.json", "svs/phone_set.json", "svs/spk_set.json", PINYIN_TABLE)
 INSTRUCTIONS_FILE = "instructions/t5_embeddings.h5"
 
 
