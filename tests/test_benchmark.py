@@ -1,4 +1,4 @@
-"""The benchmark's train-step figures on one device and on a mesh of the eight, with XLA's FLOP cross-check."""
+"""The benchmark's train-step figures (the real ``make_train_step``) on one device and on a mesh of the eight."""
 
 import math
 
@@ -16,8 +16,9 @@ def test_train_step_figures(mesh):
     assert math.isclose(row["latent_frames_per_s"], 400 / row["step_s"])
     devices = math.prod(mesh)
     assert math.isclose(row["tflops_per_device"], row["analytic_tflop_per_step"] / row["step_s"] / devices)
-    if mesh == (1, 1, 1):  # the analytic count agrees with XLA's cost analysis of the same (unrolled) step
-        assert abs(row["xla_tflop_per_step"] / row["analytic_tflop_per_step"] - 1) < 0.1
+    assert row["step"].startswith("training.step.make_train_step") and math.isfinite(row["loss"])
+    if mesh == (1, 1, 1):  # XLA counts the whole step (encoders, adapter, loss, AdamW): above the backbone's
+        assert row["xla_tflop_per_step"] > row["analytic_tflop_per_step"]
     else:
         assert row["xla_tflop_per_step"] is None
 

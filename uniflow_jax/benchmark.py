@@ -23,11 +23,14 @@ Input-pipeline throughput has its own command: ``python -m uniflow_jax.data.benc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
 import os
+import pathlib
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,15 +39,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
-from uniflow_jax import cli, config_lib, nnx_utils, parallel
+from uniflow_jax import cli, config_lib, instructions, nnx_utils, parallel, tasks
+from uniflow_jax.data import collate, pipeline
+from uniflow_jax.frontends import text
 from uniflow_jax.inference.generator import BUCKETS, Generator
 from uniflow_jax.models import dit, uniflow
-from uniflow_jax.training import flops
+from uniflow_jax.training import flops, objectives, optimizer
+from uniflow_jax.training import state as train_state
+from uniflow_jax.training import step as train_step
 
 
 def timed(fn: Callable[[], Any], repeats: int, *, warm_up: bool = True, budget_s: float = math.inf) -> float:
@@ -79,6 +85,38 @@ def _memory(compiled: Any) -> dict[str, float]:
     return {f"{name[: -len('_size_in_bytes')]}_gib": getattr(analysis, name, 0) / 2**30 for name in fields}
 
 
+def synthetic_batch(config: ml_collections.ConfigDict, batch: int, frames: int, context: int) -> dict[str, np.ndarray]:
+    """A training batch as large runs read it from the latent cache: the seven tasks in turn, ``frames`` latent
+    frames of target each, content of ``context`` units (SE/SR: their input's ``frames``; V2A: its video frames)."""
+    cfg = config_lib.uniflow_config(config)
+    rng = np.random.default_rng(0)
+    latent, unit = cfg.vae.latent_dim, frames / context / cfg.vae.latent_rate  # seconds per unit: fills the target
+    samples = []
+    for i in range(batch):
+        task = tasks.TASKS[i % len(tasks.TASKS)]
+        sample = {"task": task.id, "instruction_index": 0, "latent_frames": frames,
+                  "waveform_mean": rng.standard_normal((frames + 1, latent)),
+                  "waveform_std": np.full((frames + 1, latent), 0.1)}  # fmt: skip
+        if task.content == "phoneme":
+            sample.update(phoneme=rng.integers(1, 60, context), xvector=rng.standard_normal(cfg.phoneme.speaker_dim),
+                          duration=np.full(context, unit))  # fmt: skip
+        elif task.content == "score":
+            sample.update(score_phoneme=rng.integers(1, 60, context), midi=rng.integers(40, 80, context),
+                          midi_duration=np.full(context, unit), is_slur=np.zeros(context, np.int32), singer=0,
+                          duration=np.full(context, unit))  # fmt: skip
+        elif task.content == "audio":
+            sample.update(audio_mean=rng.standard_normal((frames, latent)), audio_std=np.full((frames, latent), 0.1))
+        elif task.content == "video":
+            sample["video"] = rng.standard_normal(
+                (round(frames * task.unit_seconds * cfg.vae.latent_rate), cfg.video_dim)
+            )
+        else:
+            sample["text_features"] = rng.standard_normal((context, cfg.t5.d_model))
+        samples.append(sample)
+    return collate.collate(samples, hop=cfg.vae.hop_length, speaker_dim=cfg.phoneme.speaker_dim,
+                           video_dim=cfg.video_dim, cached_dims={"latent": latent, "text": cfg.t5.d_model})  # fmt: skip
+
+
 def bench_train(
     config: ml_collections.ConfigDict,
     mesh_shape: Sequence[int],
@@ -90,70 +128,61 @@ def bench_train(
     budget_s: float = math.inf,
     cross_check: bool = True,
 ) -> dict[str, Any]:
-    """The backbone train step on a mesh: model FLOPs vs time; with ``cross_check``, XLA's own count too."""
-    cfg = config_lib.dit_config(config)
+    """The train step users run (``training.step.make_train_step`` through ``CompiledSteps``, as
+    ``python -m uniflow_jax.train`` compiles it: the whole model, AdamW, the config's remat and gradient
+    accumulation) on a synthetic cached batch, on a mesh: time vs the analytic backbone FLOPs; with
+    ``cross_check``, XLA's count of the whole step too."""
+    config = config.copy_and_resolve_references()
+    config.mesh.shape, config.data.video_input = tuple(mesh_shape), "features"
     devices = jax.devices()[: int(np.prod(mesh_shape))]  # the first devices: (1, 1, 1) runs on one of eight
     mesh, rules = parallel.make_mesh(mesh_shape, devices), config_lib.mesh_rules(config)
-    tx = optax.adamw(1e-4, weight_decay=0.01)
-    with jax.set_mesh(mesh), parallel.axis_rules(rules):
-        graphdef, params = nnx_utils.create_sharded(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0)), mesh, rules)
-        opt_state = jax.jit(tx.init)(params)
-        keys = jax.random.split(jax.random.key(1), 4)
-        shapes = {"x": (frames, cfg.latent_dim), "ta": (frames, cfg.ta_context_dim), "ctx": (context, cfg.context_dim),
-                  "target": (frames, cfg.latent_dim)}  # fmt: skip
-        inputs = {k: jax.random.normal(key, (batch, *s)) for (k, s), key in zip(shapes.items(), keys, strict=True)}
-        inputs["t"] = jnp.linspace(1.0, 999.0, batch)
-        inputs = jax.device_put(inputs, {k: parallel.batch_sharding(mesh, v.ndim, rules) for k, v in inputs.items()})
-
-        def make_step(module_def: nnx.GraphDef) -> Callable:
-            def loss_fn(p, b):
-                masks = jnp.ones((batch, frames), bool), jnp.ones((batch, context), bool)
-                v = nnx.merge(module_def, p)(b["x"], b["t"], b["ta"], b["ctx"], *masks)
-                return jnp.mean((v - b["target"]) ** 2)
-
-            def step(p, o, b):
-                loss, grads = jax.value_and_grad(loss_fn)(p, b)
-                updates, o = tx.update(grads, o, p)
-                return optax.apply_updates(p, updates), o, loss
-
-            return step
-
-        start = time.perf_counter()
-        # The updated state keeps the state's shardings, so the donated outputs feed the next call as they are.
-        shardings = jax.tree.map(lambda a: a.sharding, (params, opt_state))
-        step_fn = jax.jit(make_step(graphdef), donate_argnums=(0, 1), out_shardings=(*shardings, None))
-        compiled = step_fn.lower(params, opt_state, inputs).compile()
-        compile_s = time.perf_counter() - start
-        state = [params, opt_state]
+    t, ema = config.train, config.train.ema_decay > 0
+    with tempfile.TemporaryDirectory() as tokenizer_dir, jax.set_mesh(mesh), parallel.axis_rules(rules):
+        if not config.model.instructions and not config.data.tokenizer:  # to encode the instruction bank
+            texts, vocab = instructions.all_texts(), config.model.t5.vocab_size
+            config.data.tokenizer = str(text.train_tokenizer(texts, pathlib.Path(tokenizer_dir) / "spiece", vocab))
+        objective = objectives.make(config, mesh)
+        make = lambda: objective.make_model(nnx.Rngs(config.seed))  # noqa: E731
+        tx, schedule = optimizer.make(config.optimizer), optimizer.learning_rate(config.optimizer)
+        spec = train_state.ModelSpec.of(make)
+        shardings = train_state.shardings(spec, tx, mesh, rules, ema=ema)
+        state = train_state.create(make, tx, config.seed, shardings, ema=ema)
+        fn = train_step.make_train_step(objective, spec, tx, schedule, grad_accum_steps=t.grad_accum_steps,
+                                        ema_decay=t.ema_decay)  # fmt: skip
+        steps = train_step.CompiledSteps(fn, shardings, objective.frozen, objective)
+        inputs = pipeline.to_global(synthetic_batch(config, batch, frames, context), mesh, batch)
+        holder = [state]
 
         def run():
-            state[0], state[1], loss = compiled(state[0], state[1], inputs)
-            return loss
+            (holder[0], metrics), _ = steps(holder[0], inputs)
+            return metrics
 
-        seconds = timed(run, repeats, budget_s=budget_s)
-        xla = xla_with_remat = None
-        if cross_check:  # XLA counts a scan body once: cross-check on the same step with the stacks unrolled
-            unrolled = dataclasses.replace(cfg, scan_unroll=cfg.depth // 2)
-
-            def xla_count(variant: dit.DiTConfig) -> float | None:
-                variant_def = nnx.graphdef(nnx.eval_shape(lambda: dit.DiT(variant, rngs=nnx.Rngs(0))))
-                return flops.xla_flops(jax.jit(make_step(variant_def)).lower(*state, inputs))  # uncompiled: fast
-
-            # Model FLOPs (what the analytic count is), and what the step executes with rematerialisation.
-            xla = xla_count(dataclasses.replace(unrolled, remat="none"))
-            xla_with_remat = xla if cfg.remat == "none" else xla_count(unrolled)
-    analytic = flops.train_step_flops(cfg, batch, frames, context)
+        metrics = jax.device_get(run())  # compiles
+        compile_s = next(iter(steps.compile_seconds.values()))
+        compiled = next(iter(steps.programs.values()))
+        seconds = timed(run, repeats, warm_up=False, budget_s=budget_s)
+        xla = None
+        if cross_check:  # XLA counts a scanned body once: count the same step with the backbone's stacks unrolled
+            unrolled = copy.copy(objective)
+            dit_cfg = dataclasses.replace(objective.cfg.dit, scan_unroll=objective.cfg.dit.depth // 2, remat="none")
+            unrolled.cfg = dataclasses.replace(objective.cfg, dit=dit_cfg)
+            spec_u = train_state.ModelSpec.of(lambda: unrolled.make_model(nnx.Rngs(config.seed)))
+            fn_u = train_step.make_train_step(unrolled, spec_u, tx, schedule, grad_accum_steps=t.grad_accum_steps,
+                                              ema_decay=t.ema_decay)  # fmt: skip
+            xla = flops.xla_flops(jax.jit(fn_u).lower(holder[0], objective.frozen, inputs))  # uncompiled: fast
+    analytic = objective.step_flops(inputs)
     devices = mesh.devices.size
     return {
+        "step": "training.step.make_train_step (cached batch)",
         "mesh": list(mesh.devices.shape),
         "batch": batch,
         "frames": frames,
+        "loss": float(metrics["loss"]) if "loss" in metrics else None,
         "step_s": seconds,
         "samples_per_s": batch / seconds,
         "latent_frames_per_s": batch * frames / seconds,
-        "analytic_tflop_per_step": analytic / 1e12,
-        "xla_tflop_per_step": None if xla is None else xla / 1e12,  # the whole (unpartitioned) program
-        "xla_tflop_per_step_with_remat": None if xla_with_remat is None else xla_with_remat / 1e12,
+        "analytic_tflop_per_step": analytic / 1e12,  # the backbone's forward + backward
+        "xla_tflop_per_step": None if xla is None else xla / 1e12,  # the whole step, backbone stacks unrolled
         "tflops_per_device": analytic / seconds / devices / 1e12,
         "compile_s": compile_s,
         **_memory(compiled),
@@ -325,13 +354,12 @@ def main(argv: Sequence[str]) -> None:
         train["fraction_of_reference"] = _ratio(train["tflops_per_device"], reference)
         report["train"] = train
         _write(report, values.json)
-        xla, with_remat = train["xla_tflop_per_step"], train["xla_tflop_per_step_with_remat"]
-        print(f"train step: {train['step_s'] * 1e3:.1f} ms, {train['samples_per_s']:.1f} samples/s, "
-              f"{train['latent_frames_per_s']:.0f} frames/s, {train['tflops_per_device']:.3f} TFLOP/s "
+        xla = train["xla_tflop_per_step"]
+        print(f"train step ({train['step']}): {train['step_s'] * 1e3:.1f} ms, {train['samples_per_s']:.1f} "
+              f"samples/s, {train['latent_frames_per_s']:.0f} frames/s, {train['tflops_per_device']:.3f} TFLOP/s "
               f"= {train['fraction_of_reference']:.0%} of reference ({reference / 1e12:.3f}); FLOPs/step analytic "
-              f"{train['analytic_tflop_per_step']:.4f} T, XLA {xla if xla is None else round(xla, 4)} T "
-              f"({with_remat if with_remat is None else round(with_remat, 4)} T executed with remat); "
-              f"compile {train['compile_s']:.1f} s")  # fmt: skip
+              f"backbone {train['analytic_tflop_per_step']:.4f} T, XLA whole step "
+              f"{xla if xla is None else round(xla, 4)} T; compile {train['compile_s']:.1f} s")  # fmt: skip
     if "sampler" in values.parts:
         batches = [int(b) for b in values.sampler_batches]
         sampler, reference = _with_reference(

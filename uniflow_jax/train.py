@@ -68,44 +68,6 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _shape_key(batch: Mapping[str, jax.Array]) -> tuple:
-    return tuple(sorted((k, v.shape, str(v.dtype)) for k, v in batch.items()))
-
-
-class _CompiledSteps:
-    """One compiled train step per batch shape (buckets), compiled ahead with its costs logged."""
-
-    def __init__(self, fn, state_shardings, frozen, objective):
-        self.jitted = jax.jit(fn, donate_argnums=0, out_shardings=(state_shardings, None))
-        self.frozen, self.objective = frozen, objective
-        self.programs: dict[tuple, Any] = {}
-        self.flops: dict[tuple, float] = {}
-
-    def __call__(self, state, batch):
-        key = _shape_key(batch)
-        if key not in self.programs:
-            start = time.perf_counter()
-            compiled = self.jitted.lower(state, self.frozen, batch).compile()
-            analytic = self.objective.step_flops(batch)
-            xla = flops.xla_flops(compiled)
-            xla_total = xla * jax.device_count() if xla is not None else None
-            self.flops[key] = analytic or xla_total or float("nan")
-            memory = compiled.memory_analysis()
-            logging.info(
-                "compiled the train step for %s in %.1f s | FLOPs/step analytic %s, XLA %s | memory per device: "
-                "arguments %.1f MB, outputs %.1f MB, temporaries %.1f MB",
-                {k: v.shape for k, v in batch.items() if k in ("waveform", "waveform_mean")},
-                time.perf_counter() - start,
-                f"{analytic:.3e}" if analytic else "n/a",
-                f"{xla_total:.3e}" if xla_total else "n/a",
-                getattr(memory, "argument_size_in_bytes", 0) / 1e6,
-                getattr(memory, "output_size_in_bytes", 0) / 1e6,
-                getattr(memory, "temp_size_in_bytes", 0) / 1e6,
-            )
-            self.programs[key] = compiled
-        return self.programs[key](state, self.frozen, batch), self.flops[key]
-
-
 def _initial_state(config, objective, make, tx, shardings, ckpt, it) -> tuple[train_state.TrainState, int]:
     """The latest checkpoint of the workdir (data iterator included), else a fresh or fine-tuning state."""
     ema = config.train.ema_decay > 0
@@ -200,7 +162,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
         fn = train_step.make_train_step(
             objective, spec, tx, schedule, grad_accum_steps=t.grad_accum_steps, ema_decay=t.ema_decay
         )
-        steps = _CompiledSteps(fn, shardings, objective.frozen, objective)
+        steps = train_step.CompiledSteps(fn, shardings, objective.frozen, objective)
         validation = jax.jit(train_step.make_validation_step(objective, spec, use_ema=t.ema_decay > 0))
         sampler = examples.make(config, objective, spec) if t.sample_every else None
         peak = flops.device_peak_flops(jax.devices()[0], t.peak_tflops * 1e12 if t.peak_tflops else None)

@@ -7,13 +7,16 @@ counted (``nonfinite``, ``streak``), so a bad batch can never put a NaN into a c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+from absl import logging
 
+from uniflow_jax.training import flops
 from uniflow_jax.training.objectives import Objective
 from uniflow_jax.training.state import ModelSpec, TrainState
 
@@ -100,3 +103,45 @@ def make_validation_step(objective: Objective, spec: ModelSpec, *, use_ema: bool
         return objective.validation_losses(spec.module(params, state.buffers), frozen, batch)
 
     return validation_step
+
+
+def shape_key(batch: Mapping[str, jax.Array]) -> tuple:
+    return tuple(sorted((k, v.shape, str(v.dtype)) for k, v in batch.items()))
+
+
+class CompiledSteps:
+    """One compiled train step per batch shape (buckets), compiled ahead with its costs logged: what
+    ``python -m uniflow_jax.train`` runs and what the benchmark times. ``steps(state, batch)`` →
+    ``((state, metrics), FLOPs per step)``; ``compile_seconds`` and ``programs`` per batch shape."""
+
+    def __init__(self, fn, state_shardings, frozen, objective):
+        self.jitted = jax.jit(fn, donate_argnums=0, out_shardings=(state_shardings, None))
+        self.frozen, self.objective = frozen, objective
+        self.programs: dict[tuple, Any] = {}
+        self.flops: dict[tuple, float] = {}
+        self.compile_seconds: dict[tuple, float] = {}
+
+    def __call__(self, state, batch):
+        key = shape_key(batch)
+        if key not in self.programs:
+            start = time.perf_counter()
+            compiled = self.jitted.lower(state, self.frozen, batch).compile()
+            analytic = self.objective.step_flops(batch)
+            xla = flops.xla_flops(compiled)
+            xla_total = xla * jax.device_count() if xla is not None else None
+            self.flops[key] = analytic or xla_total or float("nan")
+            memory = compiled.memory_analysis()
+            logging.info(
+                "compiled the train step for %s in %.1f s | FLOPs/step analytic %s, XLA %s | memory per device: "
+                "arguments %.1f MB, outputs %.1f MB, temporaries %.1f MB",
+                {k: v.shape for k, v in batch.items() if k in ("waveform", "waveform_mean")},
+                time.perf_counter() - start,
+                f"{analytic:.3e}" if analytic else "n/a",
+                f"{xla_total:.3e}" if xla_total else "n/a",
+                getattr(memory, "argument_size_in_bytes", 0) / 1e6,
+                getattr(memory, "output_size_in_bytes", 0) / 1e6,
+                getattr(memory, "temp_size_in_bytes", 0) / 1e6,
+            )
+            self.programs[key] = compiled
+            self.compile_seconds[key] = time.perf_counter() - start
+        return self.programs[key](state, self.frozen, batch), self.flops[key]
