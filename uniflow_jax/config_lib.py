@@ -81,9 +81,7 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
         dict(vocab_size=32128, d_model=1024, d_kv=64, d_ff=2816, num_layers=24, num_heads=16)
     )
 
-    config.flow = ml_collections.ConfigDict(
-        dict(timestep_sampling="logit_normal", sway_coef=-1.0, num_steps=25, guidance_scale=5.0)
-    )
+    config.flow = ml_collections.ConfigDict(dict(timestep_sampling="logit_normal", num_steps=25))
 
     # Input pipeline (uniflow_jax/data/, format: data/README.md). Buckets: static batch shapes, latent frames
     # (50 per second) and content units; the largest must hold the longest crop (TTS up to 20 s).

@@ -573,22 +573,10 @@ def evaluate(
     }
 
 
-def _json_ready(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_ready(value.item())
-    return value
-
-
 def write_report(report: dict, path: str | pathlib.Path) -> None:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_ready(report), indent=2) + "\n")
+    path.write_text(json.dumps(cli.json_ready(report), indent=2) + "\n")
 
 
 def _cell(value) -> str:

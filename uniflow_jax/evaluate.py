@@ -541,16 +541,6 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _json_ready(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_ready(v) for key, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return value
-
-
 # ---------------------------------------------------------------------------------------------- program
 
 FLAGS = flags.FLAGS
@@ -596,7 +586,7 @@ def main(argv: Sequence[str]) -> None:
     print(format_table(report))
     path = pathlib.Path(FLAGS.json or pathlib.Path(FLAGS.generated) / "metrics.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_ready(report), indent=2) + "\n")
+    path.write_text(json.dumps(cli.json_ready(report), indent=2) + "\n")
     print(f"wrote {path}")
 
 

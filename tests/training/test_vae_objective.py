@@ -1,6 +1,5 @@
 """VAE objective: MR-STFT loss identities and masking, closed-form KL, gradients and a few Adam steps."""
 
-import dataclasses
 import math
 import pathlib
 import time
@@ -69,12 +68,6 @@ def test_kl_zero_for_standard_normal_and_closed_form():
     mean = jnp.full((2, 3, 4), mu).at[:, 2].set(100.0).at[1, 1].set(100.0)  # masked frames hold junk
     std = jnp.full((2, 3, 4), sigma).at[:, 2].set(1e-3)
     np.testing.assert_allclose(float(vo.kl_divergence(mean, std, mask)), expected, rtol=1e-6)
-
-
-def test_config_defaults_are_vae_loss_keywords():
-    cfg = vo.VAEObjectiveConfig(kl_weight=1e-3)
-    assert cfg.fft_sizes == vo.DEFAULT_FFT_SIZES and cfg.hop_ratio == 0.25
-    assert set(dataclasses.asdict(cfg)) == {"kl_weight", "stft_weight", "l1_weight", "fft_sizes", "hop_ratio"}
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ in the train step, and the demo's small VAE trains adequately on L1 + MR-STFT + 
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
@@ -28,17 +26,6 @@ _MAG_EPS = 1e-8  # floor of the power spectrum, as auraloss: |S| = sqrt(max(re²
 # Floor of spectral convergence's denominator, per STFT bin (about −50 dB below the bins of speech at −20 dBFS): a
 # silent target (a V2A crop between events) would otherwise divide by ~0 and swamp the loss of its batch.
 _SC_FLOOR = 1e-2
-
-
-@dataclasses.dataclass(frozen=True)
-class VAEObjectiveConfig:
-    """Weights and STFT resolutions of :func:`vae_loss`; ``dataclasses.asdict(cfg)`` are its keyword arguments."""
-
-    kl_weight: float = 1e-4
-    stft_weight: float = 1.0
-    l1_weight: float = 1.0
-    fft_sizes: tuple[int, ...] = DEFAULT_FFT_SIZES
-    hop_ratio: float = 0.25
 
 
 def _hann(n: int) -> jax.Array:
