@@ -1,13 +1,13 @@
 """The demo: a small UniFlow on all seven tasks of the synthetic demo corpus, trained in minutes on a CPU.
 
-``--config configs/demo.py:DEMO_DIR`` (the folder ``python -m uniflow_jax.data.demo --out`` wrote, with its
+``--config configs/demo.py:DEMO_DIR`` (the folder ``python -m uniflow_jax.demo.corpus --out`` wrote, with its
 caption tokenizer ``DEMO_DIR/spiece.model``); scripts/demo.sh runs everything end to end, training from the
 latent cache (``--config.data.cache``) so that the frozen encoders run once per clip, not once per step.
 Sizes are chosen for a 2-core CPU: a 4-block DiT of width 128, an 8-channel VAE with 32 latent channels.
 """
 
 from uniflow_jax import config_lib
-from uniflow_jax.data import demo
+from uniflow_jax.demo import specs as demo_specs
 
 
 def get_config(corpus: str = "demo_data"):
@@ -21,8 +21,8 @@ def get_config(corpus: str = "demo_data"):
     config.model.adapter.update(num_heads=4, filter_channels=64, num_layers=3)
     config.model.t5.update(vocab_size=512, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
 
-    config.data.train = demo.dataset_specs(corpus, "train")
-    config.data.val = demo.dataset_specs(corpus, "val")
+    config.data.train = demo_specs.dataset_specs(corpus, "train")
+    config.data.val = demo_specs.dataset_specs(corpus, "val")
     config.data.tokenizer = f"{corpus}/spiece.model"
     config.data.video_input = "frames"
     config.data.read_threads = 4

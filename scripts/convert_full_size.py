@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from uniflow_jax import config_lib
-from uniflow_jax.weights import manifest, synthetic
+from uniflow_jax.weights import key_manifest, synthetic
 
 MANIFESTS = {
     "model": "state_dict_flow_matching_{size}.txt",
@@ -39,7 +39,7 @@ def main() -> None:
         root = pathlib.Path(args.work or scratch)
         start = time.perf_counter()
         shapes = {
-            part: manifest.read_manifest(pathlib.Path(args.manifests) / name.format(size=args.size))
+            part: key_manifest.read_manifest(pathlib.Path(args.manifests) / name.format(size=args.size))
             for part, name in MANIFESTS.items()
         }
         shapes["t5"].pop("shared.weight")  # tied to encoder.embed_tokens.weight; a real folder may hold either

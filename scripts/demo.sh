@@ -57,7 +57,7 @@ mkdir -p "$OUT"
 DATA="$OUT/demo_data"
 
 stamp "building the demo corpus in $DATA"
-run uniflow_jax.data.demo --out "$DATA"
+run uniflow_jax.demo.corpus --out "$DATA"
 
 stamp "training the demo VAE"
 run uniflow_jax.train --config "$REPO/configs/vae_demo.py:$DATA" --workdir "$OUT/vae" \
@@ -73,14 +73,14 @@ run uniflow_jax.train --config "$REPO/configs/demo.py:$DATA" --workdir "$OUT/uni
   --config.data.cache="$OUT/cache" ${FLOW_STEPS:+--config.train.num_steps=$FLOW_STEPS}
 
 stamp "generating $PER_TASK held-out inputs per task"
-run uniflow_jax.demo_eval requests --corpus "$DATA" --out "$OUT/requests" --per_task "$PER_TASK"
+run uniflow_jax.demo.report requests --corpus "$DATA" --out "$OUT/requests" --per_task "$PER_TASK"
 run uniflow_jax.sample --workdir "$OUT/uniflow" --batch "$OUT/requests/requests.jsonl" --out_dir "$OUT/generated"
 
 stamp "evaluating"
-run uniflow_jax.demo_eval report --corpus "$DATA" --generated "$OUT/generated" --out "$OUT/report.json" \
+run uniflow_jax.demo.report report --corpus "$DATA" --generated "$OUT/generated" --out "$OUT/report.json" \
   --per_task "$PER_TASK"
 stamp "scoring every task with python -m uniflow_jax.evaluate"
-run uniflow_jax.demo_eval references --corpus "$DATA" --out "$OUT/references" --per_task "$PER_TASK"
+run uniflow_jax.demo.report references --corpus "$DATA" --out "$OUT/references" --per_task "$PER_TASK"
 # T2A/T2M/V2A need an audio model for FD/KL/IS; none can be downloaded here, so a TOY spectral-statistics one
 # exercises the command (its figures compare spectra, not what a trained classifier hears).
 "$PY" "$REPO/scripts/make_toy_audio_model.py" "$OUT/toy_audio.onnx"

@@ -20,7 +20,7 @@ from flax import nnx
 from uniflow_jax import config_lib, sample
 from uniflow_jax.models import t5, uniflow
 from uniflow_jax.weights import converted as converted_folder
-from uniflow_jax.weights import hf, manifest, names, release, synthetic, torch_import, torch_pickle, upstream_config
+from uniflow_jax.weights import hf, key_manifest, names, release, synthetic, torch_import, torch_pickle, upstream_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -75,13 +75,13 @@ def test_release_configs_map_to_models_whose_names_and_shapes_equal_the_manifest
     assert dict(config.model.dit.to_dict(), dtype="auto") == dict(config_lib.base_config(size).model.dit.to_dict())
     cfg = config_lib.uniflow_config(config)
     state = nnx.state(nnx.eval_shape(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0))))
-    expected = manifest.read_manifest(ref_dir / f"state_dict_flow_matching_{size}.txt")
+    expected = key_manifest.read_manifest(ref_dir / f"state_dict_flow_matching_{size}.txt")
     assert torch_import.original_shapes(state, names.UNIFLOW) == expected  # every key maps to exactly one of ours
     shapes = synthetic.model_shapes(config)
-    assert shapes["vae"] == manifest.read_manifest(ref_dir / "state_dict_stable_vae.txt")
-    t5_expected = manifest.read_manifest(ref_dir / "state_dict_flan_t5_large_encoder.txt")
+    assert shapes["vae"] == key_manifest.read_manifest(ref_dir / "state_dict_stable_vae.txt")
+    t5_expected = key_manifest.read_manifest(ref_dir / "state_dict_flan_t5_large_encoder.txt")
     assert shapes["t5"] == {k: v for k, v in t5_expected.items() if k != "shared.weight"}  # tied: one parameter
-    assert shapes["clip"] == manifest.read_manifest(ref_dir / "state_dict_clip_vit_large_patch14_vision.txt")
+    assert shapes["clip"] == key_manifest.read_manifest(ref_dir / "state_dict_clip_vit_large_patch14_vision.txt")
 
 
 def test_unsupported_variants_are_refused_by_name(ref_dir):

@@ -18,7 +18,7 @@ fits in 10 minutes:
 * ``scaling``: the train step on each mesh of ``--meshes`` (on simulated CPU devices this checks overhead,
   not speed-up).
 
-Input-pipeline throughput has its own command: ``python -m uniflow_jax.data.benchmark --config configs/tiny.py``.
+Input-pipeline throughput has its own command: ``python -m uniflow_jax.data.throughput --config configs/tiny.py``.
 """
 
 from __future__ import annotations

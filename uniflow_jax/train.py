@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from uniflow_jax import cli, config_lib, parallel, tasks
 from uniflow_jax.data import pipeline
-from uniflow_jax.training import checkpoint, examples, flops, objectives, optimizer
+from uniflow_jax.training import audio_examples, checkpoint, flops, objectives, optimizer
 from uniflow_jax.training import state as train_state
 from uniflow_jax.training import step as train_step
 from uniflow_jax.training.metric_writers import MetricWriter, format_console
@@ -164,7 +164,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
         )
         steps = train_step.CompiledSteps(fn, shardings, objective.frozen, objective)
         validation = jax.jit(train_step.make_validation_step(objective, spec, use_ema=t.ema_decay > 0))
-        sampler = examples.make(config, objective, spec) if t.sample_every else None
+        sampler = audio_examples.make(config, objective, spec) if t.sample_every else None
         peak = flops.device_peak_flops(jax.devices()[0], t.peak_tflops * 1e12 if t.peak_tflops else None)
         preemption = _Preemption()
         logged: dict[str, float] = {}

@@ -12,7 +12,7 @@ from conftest import ROWS, make_config
 
 from uniflow_jax import parallel, tasks
 from uniflow_jax.data import content, pipeline
-from uniflow_jax.data.examples import SKIP_REASONS, BadExample, ExampleLoader
+from uniflow_jax.data.loader import SKIP_REASONS, BadExample, ExampleLoader
 from uniflow_jax.data.manifest import DatasetSpec, ManifestError, ManifestSource
 
 ALL = ("tts", "svs", "se", "sr", "v2a", "t2a", "t2m")
@@ -297,7 +297,7 @@ def test_a_crop_of_a_long_file_decodes_only_its_segment(tmp_path, corpus, monkey
     (the frames read are counted), and the segment equals the same window of the whole file resampled."""
     import soundfile
 
-    from uniflow_jax.data import examples
+    from uniflow_jax.data import loader
     from uniflow_jax.frontends.audio import load_audio
 
     seconds, rate = 180, 44100
@@ -308,10 +308,10 @@ def test_a_crop_of_a_long_file_decodes_only_its_segment(tmp_path, corpus, monkey
     read = []
     real_read = soundfile.read
     spy = lambda *a, **k: read.append(k.get("stop", 0) - k.get("start", 0)) or real_read(*a, **k)  # noqa: E731
-    monkeypatch.setattr(examples.sf, "read", spy)
-    file = examples.open_checked(str(tmp_path / "long.flac"), options)
+    monkeypatch.setattr(loader.sf, "read", spy)
+    file = loader.open_checked(str(tmp_path / "long.flac"), options)
     start, length = 24000 * 61 + 7, 24000 * 2
-    segment = examples.read_segment(file, start, length, options)
+    segment = loader.read_segment(file, start, length, options)
     assert len(segment) == length and read == [read[0]] and read[0] < 2.2 * rate  # 2 s + margins, not 180 s
     monkeypatch.undo()
     whole = load_audio(tmp_path / "long.flac")

@@ -11,7 +11,7 @@ from flax import nnx
 
 from uniflow_jax import config_lib, nnx_utils, parallel, parity
 from uniflow_jax.models import dit
-from uniflow_jax.weights import manifest
+from uniflow_jax.weights import key_manifest
 
 TINY = dit.DiTConfig(embed_dim=64, depth=4, num_heads=4, context_dim=32, ta_context_dim=32)
 
@@ -41,10 +41,10 @@ def test_matches_original_fixture(ref_dir):
 def test_parameter_count_equals_manifest(ref_dir, size):
     cfg = config_lib.dit_config(config_lib.base_config(size))
     state = nnx.state(nnx.eval_shape(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0))))
-    shapes = manifest.read_manifest(ref_dir / f"state_dict_flow_matching_{size}.txt")
-    assert nnx_utils.count_parameters(state) == manifest.count_elements(shapes, "backbone.")
-    buffers = manifest.count_elements({k: v for k, v in shapes.items() if k.endswith("inv_freq")}, "backbone.")
-    assert nnx_utils.count_parameters(state, nnx.Param) == manifest.count_elements(shapes, "backbone.") - buffers
+    shapes = key_manifest.read_manifest(ref_dir / f"state_dict_flow_matching_{size}.txt")
+    assert nnx_utils.count_parameters(state) == key_manifest.count_elements(shapes, "backbone.")
+    buffers = key_manifest.count_elements({k: v for k, v in shapes.items() if k.endswith("inv_freq")}, "backbone.")
+    assert nnx_utils.count_parameters(state, nnx.Param) == key_manifest.count_elements(shapes, "backbone.") - buffers
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from flax import nnx
 
 from uniflow_jax import parity
 from uniflow_jax.models import clip, t5
-from uniflow_jax.weights import manifest, names, torch_import
+from uniflow_jax.weights import key_manifest, names, torch_import
 
 
 @pytest.mark.parametrize("component", ["phoneme_encoder", "midi_encoder", "adapter", "t5_encoder", "clip_vision"])
@@ -41,6 +41,6 @@ def test_matches_original_fixture(ref_dir, component):
 )
 def test_real_size_names_and_shapes_match_the_manifest(ref_dir, make, table, file, aliases):
     ours = torch_import.original_shapes(nnx.state(nnx.eval_shape(make)), table)
-    expected = {k: v for k, v in manifest.read_manifest(ref_dir / file).items() if k not in aliases}
+    expected = {k: v for k, v in key_manifest.read_manifest(ref_dir / file).items() if k not in aliases}
     assert ours == expected
-    assert sum(math.prod(s) for s in ours.values()) == manifest.count_elements(expected)
+    assert sum(math.prod(s) for s in ours.values()) == key_manifest.count_elements(expected)

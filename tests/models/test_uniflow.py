@@ -11,7 +11,7 @@ from flax import nnx
 from uniflow_jax import config_lib, nnx_utils, parallel, parity, tasks
 from uniflow_jax.data import collate
 from uniflow_jax.models import adapter, uniflow
-from uniflow_jax.weights import manifest, names, torch_import
+from uniflow_jax.weights import key_manifest, names, torch_import
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = config_lib.uniflow_config(config_lib.load_config_file(str(REPO / "configs/tiny.py")))
@@ -34,12 +34,12 @@ def test_matches_original_fixture_both_fusion_variants(ref_dir):
 def test_trainable_parameters_equal_the_manifest(ref_dir, size):
     cfg = config_lib.uniflow_config(config_lib.base_config(size))
     state = nnx.state(nnx.eval_shape(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0))))
-    shapes = manifest.read_manifest(ref_dir / f"state_dict_flow_matching_{size}.txt")
+    shapes = key_manifest.read_manifest(ref_dir / f"state_dict_flow_matching_{size}.txt")
     assert torch_import.original_shapes(state, names.UNIFLOW) == shapes  # every name, every shape
     buffers = {k: v for k, v in shapes.items() if k.endswith(("inv_freq", "_float_tensor")) or k == "dummy_param"}
-    assert nnx_utils.count_parameters(state, nnx.Param) == manifest.count_elements(shapes) - manifest.count_elements(
-        buffers
-    )
+    assert nnx_utils.count_parameters(state, nnx.Param) == key_manifest.count_elements(
+        shapes
+    ) - key_manifest.count_elements(buffers)
     expected = {"small": 394_505_986, "base": 846_547_202, "large": 1_435_917_186}[size]
     assert nnx_utils.count_parameters(state, nnx.Param) == expected
 

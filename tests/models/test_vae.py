@@ -8,7 +8,7 @@ from flax import nnx
 
 from uniflow_jax import config_lib, nnx_utils, parallel, parity
 from uniflow_jax.models import layers, vae
-from uniflow_jax.weights import manifest
+from uniflow_jax.weights import key_manifest
 
 
 def test_matches_original_fixture(ref_dir):
@@ -22,8 +22,8 @@ def test_matches_original_fixture(ref_dir):
 def test_real_size_parameter_count_equals_manifest(ref_dir):
     cfg = config_lib.vae_config(config_lib.base_config())
     state = nnx.state(nnx.eval_shape(lambda: vae.VAE(cfg, rngs=nnx.Rngs(0))))
-    shapes = manifest.read_manifest(ref_dir / "state_dict_stable_vae.txt")
-    assert nnx_utils.count_parameters(state, nnx.Param) == manifest.count_elements(shapes) == 43_846_785
+    shapes = key_manifest.read_manifest(ref_dir / "state_dict_stable_vae.txt")
+    assert nnx_utils.count_parameters(state, nnx.Param) == key_manifest.count_elements(shapes) == 43_846_785
 
 
 def test_sin_squared_matches_float64_sine_and_its_derivative():

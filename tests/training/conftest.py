@@ -7,20 +7,20 @@ import jax
 import pytest
 
 from uniflow_jax import instructions
-from uniflow_jax.data import demo
+from uniflow_jax.demo import corpus as demo_corpus
 from uniflow_jax.frontends import text
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 CONFIG_FILE = """
 from uniflow_jax import config_lib
-from uniflow_jax.data import demo
+from uniflow_jax.demo import specs as demo_specs
 
 
 def get_config():
     config = config_lib.load_config_file("{repo}/configs/tiny.py")
-    config.data.train = demo.dataset_specs("{corpus}", "train")
-    config.data.val = demo.dataset_specs("{corpus}", "val")
+    config.data.train = demo_specs.dataset_specs("{corpus}", "train")
+    config.data.val = demo_specs.dataset_specs("{corpus}", "val")
     config.data.tokenizer = "{corpus}/spiece.model"
     config.data.video_input = "frames"
     config.data.read_threads = 2
@@ -49,7 +49,7 @@ def train_config_file(tmp_path_factory, compilation_cache) -> pathlib.Path:
     """A config file (tiny model, tiny demo corpus) usable in-process and by ``python -m uniflow_jax.train``."""
     root = tmp_path_factory.mktemp("train_corpus")
     corpus = root / "demo"
-    demo.build(corpus, num_train=4, num_val=2, speech_engine="numpy")
+    demo_corpus.build(corpus, num_train=4, num_val=2, speech_engine="numpy")
     captions = [
         json.loads(line)["caption"]
         for task in ("t2a", "t2m")

@@ -30,8 +30,8 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from uniflow_jax import parallel, tasks
-from uniflow_jax.data import cached, pipeline, records
-from uniflow_jax.data.examples import SKIP_REASONS, ExampleLoader
+from uniflow_jax.data import cache_reader, pipeline, records
+from uniflow_jax.data.loader import SKIP_REASONS, ExampleLoader
 
 PAD_FRAMES = 16  # > the VAE encoder's reach past a clip's end (6 latent frames for the Oobleck encoder)
 
@@ -169,7 +169,7 @@ def build(config: ml_collections.ConfigDict, out: str | pathlib.Path, splits: Se
             )
         summary[split] = {"examples": counts, "skips": pipeline.skip_summary(skips, datasets[split])}
     meta = {"datasets": datasets, "hop": features.hop, "latent_dim": config.model.vae.latent_dim}
-    (out / cached.META_FILE).write_text(json.dumps(meta, indent=2))
+    (out / cache_reader.META_FILE).write_text(json.dumps(meta, indent=2))
     return summary
 
 

@@ -26,9 +26,9 @@ import ml_collections
 import numpy as np
 
 from uniflow_jax import parallel, tasks
-from uniflow_jax.data import cached
+from uniflow_jax.data import cache_reader
 from uniflow_jax.data.collate import collate
-from uniflow_jax.data.examples import SKIP_REASONS, ExampleLoader, LoadOptions
+from uniflow_jax.data.loader import SKIP_REASONS, ExampleLoader, LoadOptions
 from uniflow_jax.data.manifest import DatasetSpec, ManifestSource
 
 # The original's task-sampling presets (configs/data/task_sampling/); tasks not in a config are dropped.
@@ -245,10 +245,10 @@ def open_inputs(
     """The manifests of ``config.data[split]`` — or, with ``config.data.cache``, the cache's records."""
     options = load_options(config)
     if config.data.cache:
-        record_sources, labels = cached.open_cache(config.data.cache, split)
+        record_sources, labels = cache_reader.open_cache(config.data.cache, split)
         rows = {task: grain.MapDataset.source(source) for task, source in record_sources.items()}
         dims = {"latent": config.model.vae.latent_dim, "text": config.model.t5.d_model}
-        return SplitInputs(rows, cached.CachedLoader(options), labels, dims)
+        return SplitInputs(rows, cache_reader.CachedLoader(options), labels, dims)
     sources = open_datasets(config.data[split], config.data.on_bad_input) if sources is None else sources
     by_task: dict[str, list[int]] = {}
     for i, source in enumerate(sources):

@@ -19,7 +19,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from uniflow_jax.data import pipeline
-from uniflow_jax.data.examples import SKIP_REASONS, ExampleLoader
+from uniflow_jax.data.loader import SKIP_REASONS, ExampleLoader
 from uniflow_jax.data.manifest import DatasetSpec, ManifestError, ManifestSource
 
 

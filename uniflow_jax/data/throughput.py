@@ -1,6 +1,6 @@
-"""Input-pipeline throughput on this machine: ``python -m uniflow_jax.data.benchmark --config configs/tiny.py``.
+"""Input-pipeline throughput on this machine: ``python -m uniflow_jax.data.throughput --config configs/tiny.py``.
 
-    python -m uniflow_jax.data.benchmark --config configs/tiny.py [--corpus DIR] [--batch_size 16] [--batches 40]
+    python -m uniflow_jax.data.throughput --config configs/tiny.py [--corpus DIR] [--batch_size 16] [--batches 40]
         [--workers 0,2]
 
 Reads the demo corpus (built into a temporary folder unless ``--corpus`` names one) with the config's buckets
@@ -22,7 +22,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from uniflow_jax import instructions
-from uniflow_jax.data import cache, demo, pipeline
+from uniflow_jax.data import cache, pipeline
+from uniflow_jax.demo import corpus as demo_corpus
+from uniflow_jax.demo import specs as demo_specs
 from uniflow_jax.frontends import text
 
 
@@ -43,7 +45,7 @@ def demo_config(
 ) -> ml_collections.ConfigDict:
     """``config`` reading the demo corpus (video files through CLIP pixels), with a tokenizer trained on it."""
     config = config.copy_and_resolve_references()
-    config.data.train = demo.dataset_specs(str(corpus), "train")
+    config.data.train = demo_specs.dataset_specs(str(corpus), "train")
     captions = [
         json.loads(line)["caption"]
         for task in ("t2a", "t2m")
@@ -78,7 +80,7 @@ def main(argv: list[str]) -> None:
         workdir = pathlib.Path(tmp)
         corpus = pathlib.Path(f.corpus) if f.corpus else workdir / "corpus"
         if not f.corpus:
-            demo.build(corpus)
+            demo_corpus.build(corpus)
         config = demo_config(f.config, corpus, workdir)
         results = {}
         for workers in map(int, f.workers):

@@ -1,8 +1,8 @@
-"""Evaluation of the demo corpus (``uniflow_jax.data.demo``): sampler requests for held-out rows, and a report
+"""Evaluation of the demo corpus (``uniflow_jax.demo.corpus``): sampler requests for held-out rows, and a report
 of per-task figures that show whether a model trained on the corpus learnt its conditioning.
 
-    python -m uniflow_jax.demo_eval requests --corpus DEMO --out REQ_DIR [--per_task 4]
-    python -m uniflow_jax.demo_eval report --corpus DEMO --generated GEN_DIR --out report.json [--per_task 4]
+    python -m uniflow_jax.demo.report requests --corpus DEMO --out REQ_DIR [--per_task 4]
+    python -m uniflow_jax.demo.report report --corpus DEMO --generated GEN_DIR --out report.json [--per_task 4]
 
 ``requests`` writes ``REQ_DIR/requests.jsonl``: the first ``per_task`` rows of every task's split, one JSON
 object per line, ``{"id": <audio_id>, "task": <short id>, ...}`` with the remaining fields named like
@@ -83,7 +83,7 @@ class Item:
 
 def _jsonl(path: pathlib.Path) -> list[dict]:
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not found (is --corpus a demo corpus from uniflow_jax.data.demo?)")
+        raise FileNotFoundError(f"{path}: not found (is --corpus a demo corpus from uniflow_jax.demo.corpus?)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -635,7 +635,9 @@ COMMANDS = ("requests", "references", "report")
 
 def _define_flags() -> None:
     """Defined only when run as a program, so that importing this module adds no flags to another tool."""
-    flags.DEFINE_string("corpus", None, "The demo corpus (python -m uniflow_jax.data.demo --out DEMO).", required=True)
+    flags.DEFINE_string(
+        "corpus", None, "The demo corpus (python -m uniflow_jax.demo.corpus --out DEMO).", required=True
+    )
     flags.DEFINE_string(
         "out",
         None,

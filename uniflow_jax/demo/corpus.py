@@ -10,7 +10,7 @@ with their sounds. The same arguments give the same bytes. Layout (format: ``dat
     OUT/<split>/<task>/audio.jsonl         targets: wavs/<id>.wav (24 kHz mono, a multiple of 480 samples)
     OUT/spiece.model                       a caption tokenizer (SentencePiece, T5 ids) for models trained on it
 
-    python -m uniflow_jax.data.demo --out demo_data
+    python -m uniflow_jax.demo.corpus --out demo_data
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ class NumpySpeech(_Speech):
     """The fallback engine: the formant synthesiser speaks the lexicon's ARPAbet, so durations are exact."""
 
     name = "numpy"
-    description = "the numpy formant synthesiser of uniflow_jax.data.demo"
+    description = "the numpy formant synthesiser of uniflow_jax.demo.corpus"
     durations = "exact (set by the numpy formant synthesiser)"
     # (name, f0 Hz, formant scale, speaking-rate factor)
     SPEAKERS = (
@@ -959,19 +959,6 @@ def _v2a(folder: pathlib.Path, ids: list[str], rngs: list[np.random.Generator], 
 BUILDERS: dict[str, Builder] = {"tts": _tts, "svs": _svs, "se": _se, "sr": _sr, "v2a": _v2a, "t2a": _t2a, "t2m": _t2m}
 
 
-def dataset_specs(root: str, split: str) -> list[dict]:
-    """The seven datasets of one split of a corpus built at ``root``, as a config's ``data.train`` lists them."""
-    return [
-        {
-            "task": task,
-            "content": f"{root}/{split}/{task}/content.jsonl",
-            "audio": f"{root}/{split}/{task}/audio.jsonl",
-            "name": f"demo-{task}-{split}",
-        }
-        for task in BUILDERS
-    ]
-
-
 def _write_jsonl(path: pathlib.Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
@@ -1039,7 +1026,7 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags() -> None:
-    """Defined only when run as a program, so that importing ``dataset_specs`` adds no flags to another tool."""
+    """Defined only when run as a program, so that importing this module adds no flags to another tool."""
     flags.DEFINE_string("out", None, "Folder to write the corpus to.", required=True)
     flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
     flags.DEFINE_integer("num_train", 64, "Clips per task in the train split.")

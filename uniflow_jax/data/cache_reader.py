@@ -1,7 +1,7 @@
 """Reading the latent cache (written by ``python -m uniflow_jax.data.cache``) into pipeline samples.
 
 A cache record holds the frozen encoders' outputs for one manifest row; :class:`CachedLoader` makes the
-same per-epoch draws as :class:`~uniflow_jax.data.examples.ExampleLoader` on them (instruction choice,
+same per-epoch draws as :class:`~uniflow_jax.data.loader.ExampleLoader` on them (instruction choice,
 task crops — here at the latent level, 50 frames per second, the same window for SE/SR input and target;
 a crop's edge frames differ slightly from encoding the cropped audio, as the encoder sees past the edges).
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from uniflow_jax import tasks
 from uniflow_jax.data import records
-from uniflow_jax.data.examples import LoadOptions
+from uniflow_jax.data.loader import LoadOptions
 from uniflow_jax.frontends.video import FRAME_RATE
 
 META_FILE = "uniflow_cache.json"

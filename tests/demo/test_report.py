@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from uniflow_jax import demo_eval, tasks
-from uniflow_jax.data import demo
+from uniflow_jax import tasks
+from uniflow_jax.demo import corpus as demo_corpus
+from uniflow_jax.demo import report as demo_report
 from uniflow_jax.frontends.symbols import note_to_midi, svs_phone_ids, tts_phone_ids
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ FIELDS = {
 
 def run(*args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "uniflow_jax.demo_eval", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "uniflow_jax.demo.report", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -40,7 +41,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> pathlib.Path:
     root = tmp_path_factory.mktemp("demo")
-    demo.build(root, num_train=1, num_val=NUM_VAL, speech_engine="numpy")
+    demo_corpus.build(root, num_train=1, num_val=NUM_VAL, speech_engine="numpy")
     return root
 
 
@@ -99,8 +100,8 @@ def test_svs_requests_round_trip(corpus, requests):
 
 
 def test_midi_to_note_inverts_note_to_midi():
-    assert [demo_eval.midi_to_note(m) for m in (0, 60, 56, 46)] == ["rest", "C4", "G#3", "A#2"]
-    assert all(note_to_midi(demo_eval.midi_to_note(m)) == m for m in range(12, 128))
+    assert [demo_report.midi_to_note(m) for m in (0, 60, 56, 46)] == ["rest", "C4", "G#3", "A#2"]
+    assert all(note_to_midi(demo_report.midi_to_note(m)) == m for m in range(12, 128))
 
 
 def test_report_favours_the_references(corpus, copied, tmp_path):
@@ -127,43 +128,43 @@ def test_report_favours_the_references(corpus, copied, tmp_path):
 
 
 def test_missing_unreadable_and_wrong_rate_files(corpus, copied, tmp_path):
-    items = demo_eval.load_items(corpus, "t2a", per_task=2)
+    items = demo_report.load_items(corpus, "t2a", per_task=2)
     generated = tmp_path / "generated"
     (generated / "t2a").mkdir(parents=True)
     shutil.copy(copied / "t2a" / f"{items[0].id}.wav", generated / "t2a")
-    section = demo_eval.evaluate_task(items, generated)
+    section = demo_report.evaluate_task(items, generated)
     assert (section["generated"], section["missing"], section["missing_ids"]) == (1, 1, [items[1].id])
     assert section["figures"]["onset_f1"]["items"] == 1 and section["figures"]["onset_f1"]["learned"]
 
     (generated / "t2a" / f"{items[1].id}.wav").write_bytes(b"RIFF not audio")
-    section = demo_eval.evaluate_task(items, generated)
+    section = demo_report.evaluate_task(items, generated)
     assert section["missing"] == 0 and list(section["unreadable"]) == [items[1].id]
 
     wrong = generated / "t2a" / f"{items[0].id}.wav"
     sf.write(wrong, np.zeros(16000, np.float32), 16000)
     with pytest.raises(ValueError, match=f"{wrong}.*16000 Hz"):
-        demo_eval.evaluate_task(items, generated)
+        demo_report.evaluate_task(items, generated)
 
 
 def test_report_without_generated_audio(corpus, tmp_path):
-    report = demo_eval.evaluate(corpus, tmp_path / "nothing", per_task=2)
+    report = demo_report.evaluate(corpus, tmp_path / "nothing", per_task=2)
     assert report["summary"]["missing"] == 2 * len(tasks.REPORT_ORDER)
     assert report["summary"]["comparisons"] == 0
-    assert "0/2 generated, 2 missing" in demo_eval.format_table(report)
-    demo_eval.write_report(report, tmp_path / "report.json")
+    assert "0/2 generated, 2 missing" in demo_report.format_table(report)
+    demo_report.write_report(report, tmp_path / "report.json")
     json.loads((tmp_path / "report.json").read_text())
 
 
 def test_se_speech_quality_figures(corpus, copied):
     """The references as the 'generated' audio: perfect PESQ/STOI/LSD, above the noisy inputs'."""
-    figures = demo_eval.evaluate_task(demo_eval.load_items(corpus, "se", per_task=2), copied)["figures"]
+    figures = demo_report.evaluate_task(demo_report.load_items(corpus, "se", per_task=2), copied)["figures"]
     assert figures["pesq_wb"]["output"] > 4.5 > figures["pesq_wb"]["input"] and figures["pesq_wb"]["learned"]
     assert figures["stoi"]["output"] > 0.99 > figures["stoi"]["input"] and figures["stoi"]["learned"]
     assert figures["lsd"]["output"] == 0.0 < figures["lsd"]["input"]
 
 
 def test_reference_manifests_for_the_evaluate_command(corpus, tmp_path):
-    paths = demo_eval.write_references(corpus, tmp_path, per_task=2)
+    paths = demo_report.write_references(corpus, tmp_path, per_task=2)
     assert [p.stem for p in paths] == list(tasks.REPORT_ORDER)
     rows = {p.stem: [json.loads(line) for line in p.read_text().splitlines()] for p in paths}
     assert all(len(r) == 2 and all(pathlib.Path(row["audio"]).exists() for row in r) for r in rows.values())
