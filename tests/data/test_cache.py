@@ -9,7 +9,7 @@ from flax import nnx
 from uniflow_jax import config_lib, nnx_utils, parallel, tasks
 from uniflow_jax.data import cache, pipeline
 from uniflow_jax.models import uniflow
-from uniflow_jax.weights import frozen as frozen_weights
+from uniflow_jax.training import objectives
 
 
 def with_instructions(batch: dict, dim: int) -> dict:
@@ -39,12 +39,14 @@ def test_cached_batches_match_on_the_fly_batches(tmp_path, corpus):
     assert read["waveform_mean"].shape == (8, frames, config.model.vae.latent_dim)
     assert read["text_features"].shape == (8, raw["text_ids"].shape[1], config.model.t5.d_model)
 
-    # The loss on cached features equals the loss with the frozen encoders run on the fly.
+    # The loss on cached features (written with the cache command's encoders) equals the loss with the encoders
+    # that training runs on the fly: both come from weights/frozen.py's random-weight rule (no weight files).
     cfg = config_lib.uniflow_config(config)
     mesh = parallel.make_mesh((8, 1, 1))
     with jax.set_mesh(mesh):
         model_def, state = nnx_utils.create_sharded(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0)), mesh)
-        frozen_def, frozen_state = frozen_weights.frozen_encoders(config, mesh)
+        objective = objectives.make(config, mesh)  # the frozen encoders as training builds them
+        frozen_def, frozen_state = objective.frozen_graphdef, objective.frozen["encoders"]
 
     @jax.jit
     def loss(s, f, b):

@@ -202,9 +202,3 @@ class Generator:
     def compiled_programs(self) -> int:
         """How many programs the generator has compiled (one per bucket combination met, per setting)."""
         return self._predict._cache_size() + sum(render._cache_size() for render in self._renders.values())
-
-
-def task_defaults(task: str) -> tuple[int, float]:
-    """(steps, guidance) of the original CLI: 25 steps; guidance 5, or 1 for SE/SR."""
-    t = tasks.get(task)
-    return t.num_steps, t.guidance_scale

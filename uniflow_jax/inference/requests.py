@@ -16,7 +16,6 @@ from absl import logging
 
 from uniflow_jax import tasks
 from uniflow_jax.frontends import audio, g2p, score, speaker, symbols, video
-from uniflow_jax.inference.generator import task_defaults
 from uniflow_jax.inference.model import LoadedModel, Request
 from uniflow_jax.weights import converted as converted_folder
 from uniflow_jax.weights import release
@@ -26,7 +25,7 @@ WORD_FIELDS = ("phonemes", "score_phonemes", "score_notes", "score_durations", "
 TEXT_FIELDS = ("caption", "transcript", "music_score", "singer", "instruction", "length")
 PATH_FIELDS = ("speaker_embedding", "ref_speaker_speech", "speaker_model", "pinyin_table", "noisy_speech",
                "low_sr_audio", "video", "video_features")  # fmt: skip
-FIELDS = (*TEXT_FIELDS, *WORD_FIELDS, *PATH_FIELDS, "duration", "instruction_idx", "length", "seed")
+FIELDS = (*TEXT_FIELDS, *WORD_FIELDS, *PATH_FIELDS, "duration", "instruction_idx", "seed")
 SHARED_FIELDS = ("speaker_model", "pinyin_table")  # with --batch, the flags apply to every line lacking them
 DEFAULTS = {"singer": "Alto-1", "instruction_idx": 0}
 
@@ -387,5 +386,5 @@ def length_hint(line: Line) -> float:
 
 
 def settings(task: tasks.Task, num_steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
-    steps, guidance = task_defaults(task.id)
+    steps, guidance = task.num_steps, task.guidance_scale  # the original CLI's defaults
     return num_steps or steps, guidance if guidance_scale is None else guidance_scale
