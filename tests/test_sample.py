@@ -270,6 +270,8 @@ def test_a_malformed_request_line_is_named(tmp_path, line, message):
 
 
 def test_request_lines_are_normalised(tmp_path):
+    (tmp_path / "sub").mkdir()
+    np.save(tmp_path / "sub/x.npy", np.zeros(256, np.float32))  # read_requests checks the files it names
     path = tmp_path / "requests.jsonl"
     path.write_text('{"id": 5, "task": "svs", "score_phonemes": ["n", "i"], "score_notes": "C4 D4", '
                     '"score_durations": [0.5, 1], "instruction_idx": 2}\n'
@@ -288,11 +290,17 @@ def test_request_lines_take_the_shared_flags_unless_they_set_them(tmp_path):
         {"id": "b", "task": "svs", "music_score": "ni<sep>C4<sep>1", "pinyin_table": "mine.txt"},
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    sf.write(tmp_path / "ref.wav", np.random.default_rng(0).uniform(-0.3, 0.3, 8000).astype(np.float32), 16000)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "spk.onnx").write_bytes(b"an ONNX file")  # only its existence is checked before the model loads
+    for table in (tmp_path / "mine.txt", shared / "table.txt"):
+        table.write_text("| ni | n i |\n", encoding="utf-8")
     with pytest.raises(ValueError, match=f"{path}:1: ref_speaker_speech needs speaker_model"):
         requests_lib.read_requests(path)
-    tts, svs = requests_lib.read_requests(path, {"speaker_model": "/m/spk.onnx", "pinyin_table": "/m/table.txt"})
-    assert tts.fields == {"transcript": "Hi.", "ref_speaker_speech": str(tmp_path / "ref.wav"),
-                          "speaker_model": "/m/spk.onnx", "pinyin_table": "/m/table.txt"}  # fmt: skip
+    defaults = {"speaker_model": str(shared / "spk.onnx"), "pinyin_table": str(shared / "table.txt")}
+    tts, svs = requests_lib.read_requests(path, defaults)
+    assert tts.fields == {"transcript": "Hi.", "ref_speaker_speech": str(tmp_path / "ref.wav"), **defaults}
     assert svs.fields["pinyin_table"] == str(tmp_path / "mine.txt")  # the line's own, relative to the jsonl
 
 
