@@ -7,8 +7,9 @@
 #
 # It runs from any directory (OUT_DIR is taken relative to where you are) and installs the package with its
 # `demo` extra into the checkout's .venv when that environment lacks it. DEMO_VENV=DIR uses another
-# environment (CI: a non-editable install of the wheel). Steps can be shortened for a smoke run:
-#   VAE_STEPS=20 FLOW_STEPS=20 PER_TASK=2 bash scripts/demo.sh /tmp/smoke
+# environment (CI: a non-editable install of the wheel). Steps and corpus (CORPUS=TRAIN:VAL clips per task,
+# default 64:16) can be shortened for a smoke run:
+#   VAE_STEPS=20 FLOW_STEPS=20 PER_TASK=2 CORPUS=8:2 bash scripts/demo.sh /tmp/smoke
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-demo_out}
@@ -17,6 +18,7 @@ VENV=${DEMO_VENV:-$REPO/.venv}
 VAE_STEPS=${VAE_STEPS:-}
 FLOW_STEPS=${FLOW_STEPS:-}
 PER_TASK=${PER_TASK:-4}
+CORPUS=${CORPUS:-64:16}
 start=$(date +%s)
 stamp() { echo "[demo $(($(date +%s) - start)) s] $*"; }
 refuse() {
@@ -26,6 +28,10 @@ refuse() {
 
 [[ $PER_TASK =~ ^[0-9]+$ ]] && [ "$PER_TASK" -ge 2 ] ||
   refuse "PER_TASK=$PER_TASK: give 2 or more held-out items per task (FD/KL compare sets of at least two)"
+[[ $CORPUS =~ ^([0-9]+):([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -ge 1 ] && [ "${BASH_REMATCH[2]}" -ge "$PER_TASK" ] ||
+  refuse "CORPUS=$CORPUS: give TRAIN:VAL clips per task, at least PER_TASK=$PER_TASK of them held out (VAL)"
+NUM_TRAIN=${BASH_REMATCH[1]}
+NUM_VAL=${BASH_REMATCH[2]}
 # What the demo cannot install itself: a Python >= 3.11 that can make virtual environments.
 if [ ! -x "$VENV/bin/python" ]; then
   command -v python3 >/dev/null || refuse "python3 is not on PATH; install Python >= 3.11 first"
@@ -57,7 +63,7 @@ mkdir -p "$OUT"
 DATA="$OUT/demo_data"
 
 stamp "building the demo corpus in $DATA"
-run uniflow_jax.demo.corpus --out "$DATA"
+run uniflow_jax.demo.corpus --out "$DATA" --num_train "$NUM_TRAIN" --num_val "$NUM_VAL"
 
 stamp "training the demo VAE"
 run uniflow_jax.train --config "$REPO/configs/vae_demo.py:$DATA" --workdir "$OUT/vae" \

@@ -1,4 +1,4 @@
-"""The benchmark's train-step figures (the real ``make_train_step``) on one device and on a mesh of the eight."""
+"""The benchmark's train-step figures: the real ``make_train_step`` on a mesh of the eight devices."""
 
 import math
 
@@ -7,20 +7,19 @@ import pytest
 from uniflow_jax import benchmark, config_lib
 
 
-@pytest.mark.parametrize("mesh", [(1, 1, 1), (2, 2, 2)])
-def test_train_step_figures(mesh):
+def test_train_step_figures_on_a_mesh():
+    """The real step on a (2, 2, 2) mesh of the eight devices, with XLA's count of the whole step beside the
+    analytic backbone count (one mesh: the train tests already run every mesh shape)."""
     config = config_lib.load_config_file("configs/tiny.py")
-    row = benchmark.bench_train(config, mesh, batch=4, frames=100, context=16, repeats=1, cross_check=mesh == (1, 1, 1))
+    mesh = (2, 2, 2)
+    row = benchmark.bench_train(config, mesh, batch=4, frames=100, context=16, repeats=1, cross_check=True)
     assert row["mesh"] == list(mesh)
     assert row["step_s"] > 0 and math.isclose(row["samples_per_s"], 4 / row["step_s"])
     assert math.isclose(row["latent_frames_per_s"], 400 / row["step_s"])
-    devices = math.prod(mesh)
-    assert math.isclose(row["tflops_per_device"], row["analytic_tflop_per_step"] / row["step_s"] / devices)
+    assert math.isclose(row["tflops_per_device"], row["analytic_tflop_per_step"] / row["step_s"] / math.prod(mesh))
     assert row["step"].startswith("training.step.make_train_step") and math.isfinite(row["loss"])
-    if mesh == (1, 1, 1):  # XLA counts the whole step (encoders, adapter, loss, AdamW): above the backbone's
-        assert row["xla_tflop_per_step"] > row["analytic_tflop_per_step"]
-    else:
-        assert row["xla_tflop_per_step"] is None
+    # XLA counts the whole step (encoders, adapter, loss, AdamW): above the backbone's analytic count
+    assert row["xla_tflop_per_step"] > row["analytic_tflop_per_step"]
 
 
 @pytest.mark.parametrize(("budget_s", "calls"), [(math.inf, 5), (25.0, 3), (15.0, 2), (0.0, 2)])

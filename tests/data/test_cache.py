@@ -6,7 +6,7 @@ import numpy as np
 from conftest import ROWS, make_config
 from flax import nnx
 
-from uniflow_jax import config_lib, nnx_utils, parallel, tasks
+from uniflow_jax import config_lib, instructions, nnx_utils, parallel, tasks
 from uniflow_jax.data import cache, pipeline
 from uniflow_jax.models import uniflow
 from uniflow_jax.training import objectives
@@ -45,7 +45,12 @@ def test_cached_batches_match_on_the_fly_batches(tmp_path, corpus):
     mesh = parallel.make_mesh((8, 1, 1))
     with jax.set_mesh(mesh):
         model_def, state = nnx_utils.create_sharded(lambda: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0)), mesh)
-        objective = objectives.make(config, mesh)  # the frozen encoders as training builds them
+        # The frozen encoders as training builds them (a random instruction bank file: the loss below brings its own).
+        bank = {instructions.key(t.id, k): np.zeros((3, config.model.t5.d_model), np.float32)
+                for t in tasks.TASKS for k in range(tasks.NUM_INSTRUCTIONS)}  # fmt: skip
+        instructions.write_h5(bank, tmp_path / "bank.h5")
+        config.model.instructions = str(tmp_path / "bank.h5")
+        objective = objectives.make(config, mesh)
         frozen_def, frozen_state = objective.frozen_graphdef, objective.frozen["encoders"]
 
     @jax.jit
