@@ -198,6 +198,7 @@ class _BucketBatchIterator(grain.DatasetIterator):
         self.spec = spec
         self.skips = np.zeros((spec.num_datasets, len(SKIP_REASONS)), np.int64)
         self.skipped: set[tuple[int, int, str]] = set()  # (dataset, reason, row id) of every distinct bad row
+        self.skipped_rows = np.zeros_like(self.skips)  # their counts, kept as rows are added
 
     def __next__(self) -> dict[str, np.ndarray]:
         samples = []
@@ -206,16 +207,17 @@ class _BucketBatchIterator(grain.DatasetIterator):
             if "skip" in sample:
                 reason = SKIP_REASONS.index(sample["skip"])
                 self.skips[sample["dataset"], reason] += 1
-                self.skipped.add((int(sample["dataset"]), reason, str(sample["id"])))
+                row = (int(sample["dataset"]), reason, str(sample["id"]))
+                if row not in self.skipped:
+                    self.skipped.add(row)
+                    self.skipped_rows[row[0], reason] += 1
             else:
                 samples.append(sample)
         if self.spec.rows is not None:
             samples = [samples[i] for i in self.spec.rows]
         batch = self.spec.collate(samples)
         batch["skips"] = self.skips.copy()
-        batch["skipped_rows"] = np.zeros_like(self.skips)
-        for dataset, reason, _ in self.skipped:
-            batch["skipped_rows"][dataset, reason] += 1
+        batch["skipped_rows"] = self.skipped_rows.copy()
         return batch
 
     def get_state(self) -> dict:
@@ -226,6 +228,9 @@ class _BucketBatchIterator(grain.DatasetIterator):
         self._parent.set_state(state["parent"])
         self.skips = np.asarray(state["skips"], np.int64).reshape(self.skips.shape)
         self.skipped = {(int(d), int(r), str(i)) for d, r, i in state.get("skipped", [])}
+        self.skipped_rows = np.zeros_like(self.skips)
+        for dataset, reason, _ in self.skipped:
+            self.skipped_rows[dataset, reason] += 1
 
 
 @dataclasses.dataclass
