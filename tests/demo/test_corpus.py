@@ -139,7 +139,7 @@ def test_refuses_a_folder_that_holds_something_else(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_default_corpus_is_small_and_quick(tmp_path):
+def test_cli_default_corpus_is_small(tmp_path):
     out = tmp_path / "corpus"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
@@ -150,7 +150,6 @@ def test_cli_default_corpus_is_small_and_quick(tmp_path):
     print(f"default corpus: {seconds:.1f} s, {size / 2**20:.1f} MiB, {summary['counts']}")
     assert summary["counts"] == {"train": 64, "val": 16}
     assert size < 200 * 2**20
-    assert seconds < 60
 
 
 def test_pipeline_benchmark_command_reads_the_corpus(numpy_corpus, tmp_path):

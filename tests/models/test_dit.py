@@ -1,7 +1,6 @@
-"""DiT backbone: parity with the original, sizes, padding invariance, sharding, scan compile time."""
+"""DiT backbone: parity with the original, sizes, padding invariance, sharding, a scanned stack."""
 
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
@@ -103,24 +102,16 @@ def test_sharded_forward_equals_single_device(tiny, mesh_shape, frames, ctx_len)
     np.testing.assert_allclose(np.asarray(out), np.asarray(reference), atol=1e-5, rtol=0)
 
 
-def test_compile_time_does_not_grow_with_depth():
-    """In/out stacks are scanned: the program (and its compile time) is the same for depth 4 and 16."""
+def test_program_does_not_grow_with_depth():
+    """In/out stacks are scanned: the lowered program (what XLA compiles) is the same size for depth 4 and 16."""
 
-    def compile_stats(depth: int) -> tuple[float, int]:
+    def program_lines(depth: int) -> int:
         cfg = dit.DiTConfig(embed_dim=64, depth=depth, num_heads=4, context_dim=32, ta_context_dim=32)
         graphdef, state = nnx.split(nnx.eval_shape(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0))))
         args = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), _inputs(cfg))
-        lowered = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a)).lower(state, *args)
-        start = time.perf_counter()
-        lowered.compile()
-        return time.perf_counter() - start, len(lowered.as_text().splitlines())
+        return len(jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a)).lower(state, *args).as_text().splitlines())
 
-    compile_stats(4)  # warm up the compiler
-    runs = [(compile_stats(4), compile_stats(16)) for _ in range(3)]  # interleaved, min of 3: robust to load
-    t4, t16 = (min(run[i][0] for run in runs) for i in (0, 1))
-    lines4, lines16 = runs[0][0][1], runs[0][1][1]
-    assert lines16 == lines4
-    assert t16 < 1.5 * t4, (t4, t16)
+    assert program_lines(16) == program_lines(4)
 
 
 def test_every_parameter_carries_logical_axes_of_its_rank():
