@@ -44,7 +44,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from uniflow_jax import cli, config_lib, instructions, nnx_utils, parallel, tasks
-from uniflow_jax.data import collate, pipeline
+from uniflow_jax.data import batch_format, collate, pipeline
 from uniflow_jax.frontends import text
 from uniflow_jax.inference.generator import BUCKETS, Generator
 from uniflow_jax.models import dit, uniflow
@@ -90,31 +90,17 @@ def synthetic_batch(config: ml_collections.ConfigDict, batch: int, frames: int, 
     frames of target each, content of ``context`` units (SE/SR: their input's ``frames``; V2A: its video frames)."""
     cfg = config_lib.uniflow_config(config)
     rng = np.random.default_rng(0)
-    latent, unit = cfg.vae.latent_dim, frames / context / cfg.vae.latent_rate  # seconds per unit: fills the target
+    dims = {"latent": cfg.vae.latent_dim, "text": cfg.t5.d_model, "video": cfg.video_dim,
+            "speaker": cfg.phoneme.speaker_dim}  # fmt: skip
+    seconds = frames / cfg.vae.latent_rate
     samples = []
     for i in range(batch):
         task = tasks.TASKS[i % len(tasks.TASKS)]
-        sample = {"task": task.id, "instruction_index": 0, "latent_frames": frames,
-                  "waveform_mean": rng.standard_normal((frames + 1, latent)),
-                  "waveform_std": np.full((frames + 1, latent), 0.1)}  # fmt: skip
-        if task.content == "phoneme":
-            sample.update(phoneme=rng.integers(1, 60, context), xvector=rng.standard_normal(cfg.phoneme.speaker_dim),
-                          duration=np.full(context, unit))  # fmt: skip
-        elif task.content == "score":
-            sample.update(score_phoneme=rng.integers(1, 60, context), midi=rng.integers(40, 80, context),
-                          midi_duration=np.full(context, unit), is_slur=np.zeros(context, np.int32), singer=0,
-                          duration=np.full(context, unit))  # fmt: skip
-        elif task.content == "audio":
-            sample.update(audio_mean=rng.standard_normal((frames, latent)), audio_std=np.full((frames, latent), 0.1))
-        elif task.content == "video":
-            sample["video"] = rng.standard_normal(
-                (round(frames * task.unit_seconds * cfg.vae.latent_rate), cfg.video_dim)
-            )
-        else:
-            sample["text_features"] = rng.standard_normal((context, cfg.t5.d_model))
-        samples.append(sample)
+        units = round(seconds / task.unit_seconds) if task.content == "video" else context
+        content = batch_format.synthetic_sample(task.content, frames, units, seconds / units, dims, rng)
+        samples.append({"task": task.id, "instruction_index": 0, **content})
     return collate.collate(samples, hop=cfg.vae.hop_length, speaker_dim=cfg.phoneme.speaker_dim,
-                           video_dim=cfg.video_dim, cached_dims={"latent": latent, "text": cfg.t5.d_model})  # fmt: skip
+                           video_dim=cfg.video_dim, cached_dims=dims)  # fmt: skip
 
 
 def bench_train(

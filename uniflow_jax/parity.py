@@ -24,7 +24,7 @@ from absl import app, flags
 from flax import nnx
 
 from uniflow_jax import cli, tasks
-from uniflow_jax.data import collate
+from uniflow_jax.data import batch_format, collate
 from uniflow_jax.models import adapter, clip, dit, fastspeech2, t5, uniflow, vae
 from uniflow_jax.weights import hf, names, torch_import, upstream_config
 
@@ -167,20 +167,13 @@ def check_clip_vision(ref_dir: pathlib.Path) -> Outputs:
 def flow_case_inputs(io, case: str, cfg: uniflow.UniFlowConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """An upstream collated batch (``<case>/in_*``) and its recorded draws (``rand_*``) in our layout."""
     get = lambda key: io[f"{case}/{key}"] if f"{case}/{key}" in io.files else None  # noqa: E731
-    fields = {
-        "phoneme": {"phoneme": "phoneme", "xvector": "spk"},
-        "score": {"score_phoneme": "phoneme", "midi": "midi", "midi_duration": "midi_duration",
-                  "is_slur": "is_slur", "singer": "spk"},
-        "audio": {"audio": "array"},
-        "video": {"video": "array"},
-        "text": {"text_ids": "token_ids"},
-    }  # fmt: skip
     training = get("in_waveform") is not None
     samples = []
     for i, name in enumerate(str(t) for t in get("in_task")):
         kind = tasks.get(name).content
         sample = {"task": name, "instruction": get("in_instruction")[i, : get("in_instruction_lengths")[i]]}
-        sample.update({ours: get(f"in_content_{i}_{theirs}") for ours, theirs in fields[kind].items()})
+        for ours in batch_format.content_fields(kind, cached=False):
+            sample[ours] = get(f"in_content_{i}_{batch_format.FIELDS[ours].upstream}")
         if training:
             sample["duration"] = get("in_duration")[i, : get("in_duration_lengths")[i]]
             sample["waveform"] = get("in_waveform")[i, : get("in_waveform_lengths")[i]]

@@ -30,7 +30,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from uniflow_jax import parallel, tasks
-from uniflow_jax.data import cache_reader, pipeline, records
+from uniflow_jax.data import batch_format, cache_reader, pipeline, records
 from uniflow_jax.data.loader import SKIP_REASONS, ExampleLoader
 
 PAD_FRAMES = 16  # > the VAE encoder's reach past a clip's end (6 latent frames for the Oobleck encoder)
@@ -39,27 +39,8 @@ PAD_FRAMES = 16  # > the VAE encoder's reach past a clip's end (6 latent frames 
 def feature_spec(config: ml_collections.ConfigDict) -> dict[str, tuple[str, tuple[int | None, ...]]]:
     """One spec for every task's split; fields a task does not use are stored empty."""
     m = config.model
-    latent = ("float32", (None, m.vae.latent_dim))
-    # waveform_mean/_std: the target's frames and one frame of the silence after it (see FrozenFeatures).
-    return {
-        "id": ("string", ()),
-        "dataset": ("int32", ()),
-        "task": ("int32", ()),
-        "waveform_mean": latent,
-        "waveform_std": latent,
-        "audio_mean": latent,
-        "audio_std": latent,
-        "text_features": ("float32", (None, m.t5.d_model)),
-        "video": ("float32", (None, m.video_dim)),
-        "phoneme": ("int32", (None,)),
-        "xvector": ("float32", (m.phoneme.speaker_dim,)),
-        "duration": ("float32", (None,)),
-        "score_phoneme": ("int32", (None,)),
-        "midi": ("int32", (None,)),
-        "midi_duration": ("float32", (None,)),
-        "is_slur": ("int32", (None,)),
-        "singer": ("int32", ()),
-    }
+    dims = {"latent": m.vae.latent_dim, "text": m.t5.d_model, "video": m.video_dim, "speaker": m.phoneme.speaker_dim}
+    return batch_format.cache_spec(dims)
 
 
 class FrozenFeatures:
@@ -112,18 +93,18 @@ def encode(sample: Mapping[str, Any], features: FrozenFeatures, spec: Mapping) -
         if dtype != "string":
             record[name] = np.zeros(tuple(0 if n is None else n for n in shape), dtype)
     record.update(id=str(sample["id"]), dataset=int(sample["dataset"]), task=tasks.index(sample["task"]), singer=0)
-    record["waveform_mean"], record["waveform_std"] = features.moments(sample["waveform"], tail=1)
-    if "audio" in sample:
-        record["audio_mean"], record["audio_std"] = features.moments(sample["audio"])
-    if "text_ids" in sample:
-        record["text_features"] = features.text(sample["text_ids"])
-    if "video_frames" in sample:
-        record["video"] = features.video(sample["video_frames"])
-    for name in ("video", "phoneme", "xvector", "duration", "score_phoneme", "midi", "midi_duration", "is_slur"):
-        if name in sample:
-            record[name] = np.asarray(sample[name], spec[name][0])
-    if "singer" in sample:
-        record["singer"] = int(sample["singer"])
+    encoders = {
+        "waveform": lambda audio: features.moments(audio, tail=1),  # + the frame after the clip
+        "audio": features.moments,
+        "text_ids": lambda ids: (features.text(ids),),
+        batch_format.VIDEO_PIXELS: lambda pixels: (features.video(pixels),),
+    }
+    for raw, encoder in encoders.items():
+        if raw in sample:
+            record.update(zip(batch_format.encoded(raw), encoder(sample[raw]), strict=True))
+    for name, field in batch_format.FIELDS.items():  # stored as loaded: phones, scores, durations, video features
+        if name in spec and field.form in ("any", "features") and name in sample:
+            record[name] = np.asarray(sample[name], field.dtype)
     return record
 
 

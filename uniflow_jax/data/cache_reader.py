@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from uniflow_jax import tasks
-from uniflow_jax.data import records
+from uniflow_jax.data import batch_format, records
 from uniflow_jax.data.loader import LoadOptions
 from uniflow_jax.frontends.video import FRAME_RATE
 
@@ -34,27 +34,25 @@ class CachedLoader:
         task = tasks.TASKS[int(record["task"])].short
         sample: dict[str, Any] = {"task": task, "instruction_index": int(rng.integers(tasks.NUM_INSTRUCTIONS))}
         sample.update(id=str(record["id"]), dataset=int(record["dataset"]))
-        frames = len(record["waveform_mean"]) - 1  # the last row is the silence after the clip
+        target = batch_format.target_fields(cached=True)
+        frames = len(record[target[0]]) - 1  # the last row is the silence after the clip
         limit = min(self.options.max_lengths["latent"], frames)
         rate = self.options.sample_rate / self.options.hop  # latent frames per second
         crop = min(limit, round(self.options.crop_seconds.get(task, limit / rate) * rate))
-        random_start = tasks.get(task).crop.random_start
-        start = int(rng.integers(0, frames - crop + 1)) if random_start and frames > crop else 0
-        window = slice(start, start + crop)
+        spec = tasks.get(task)
+        start = int(rng.integers(0, frames - crop + 1)) if spec.crop.random_start and frames > crop else 0
         sample["latent_frames"] = crop
-        for key in ("waveform_mean", "waveform_std"):
+        for key in target:
             sample[key] = record[key][start : start + crop + 1]  # + the frame after the window
-        if task in ("se", "sr"):
-            sample["audio_mean"], sample["audio_std"] = record["audio_mean"][window], record["audio_std"][window]
-        elif task == "v2a":
-            sample["video"] = record["video"][: int(crop * FRAME_RATE / rate)]
-        elif task in ("t2a", "t2m"):
-            sample["text_features"] = record["text_features"]
-        elif task == "tts":
-            sample.update({k: record[k] for k in ("phoneme", "xvector", "duration")})
-        else:
-            keys = ("score_phoneme", "midi", "midi_duration", "is_slur", "duration", "singer")
-            sample.update({k: record[k] for k in keys})
+        for name in batch_format.content_fields(spec.content, cached=True):
+            if spec.content == "audio":  # SE/SR: the same window as the target's
+                sample[name] = record[name][start : start + crop]
+            elif spec.content == "video":
+                sample[name] = record[name][: int(crop * FRAME_RATE / rate)]
+            else:
+                sample[name] = record[name]
+        if spec.unit_seconds is None:  # per-unit durations come with the data (TTS, SVS)
+            sample["duration"] = record["duration"]
         return sample
 
 

@@ -1,11 +1,8 @@
 """Collate per-sample inputs of any tasks into one padded batch (numpy), the model's input format.
 
-A sample is a dict with ``task`` (id or short name), ``instruction`` (Li, D) encoded instruction, its
-task's content fields, and optionally ``duration`` (per-unit seconds) and ``waveform`` (training target):
-
-    tts  phoneme (L,) int, xvector (S,)             svs  score_phoneme, midi, midi_duration, is_slur (L,), singer
-    se/sr audio (samples,) at 24 kHz                 v2a  video (frames, D) per-frame CLIP features,
-    t2a/t2m text_ids (L,) T5 token ids with EOS           or video_frames (frames, S, S, 3) CLIP pixels
+A sample is a dict with ``task`` (id or short name), ``instruction`` (Li, D) encoded instruction, its task's
+content fields, and optionally ``duration`` (per-unit seconds) and the training target; the fields, their
+dtypes and padded axes are those of ``data/batch_format.py``.
 
 Instead of the encoded ``instruction``, a sample may carry ``instruction_index`` k (0..9): the batch then
 holds ``instruction_id`` = task index · 10 + k, to be looked up in the instruction bank on the device
@@ -13,8 +10,8 @@ holds ``instruction_id`` = task index · 10 + k, to be looked up in the instruct
 
 Every content kind gets its own padded array (zeros and a False mask for samples of other tasks), so a
 batch can mix tasks. ``min_lengths`` pads a key's time axis further (length buckets keep shapes static).
-With ``cached_dims``, the frozen encoders' outputs read from the latent cache replace raw inputs:
-``waveform_mean/_std`` and ``audio_mean/_std`` (frames, latent) VAE posteriors, ``text_features`` (L, D).
+With ``cached_dims``, the frozen encoders' outputs read from the latent cache replace the raw inputs; with
+``image_size``, V2A video comes as CLIP pixels instead of per-frame features.
 Units of fixed duration get their durations here, as the original datasets do: SE/SR 0.02 s per latent
 frame, V2A 0.1 s per video frame, T2A/T2M a single dummy unit of 1 s.
 """
@@ -27,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from uniflow_jax import tasks
+from uniflow_jax.data import batch_format
 
 Sample = Mapping[str, Any]
 
@@ -48,10 +46,11 @@ def unit_durations(task: tasks.Task, sample: Sample, hop: int) -> np.ndarray | N
     if sample.get("duration") is not None:
         return np.asarray(sample["duration"], np.float32)
     if task.content == "audio":
-        frames = len(sample["audio_mean"]) if "audio_mean" in sample else len(sample["audio"]) // hop
+        cached = batch_format.encoded("audio")[0]
+        frames = len(sample[cached]) if cached in sample else len(sample["audio"]) // hop
         return np.full(frames, task.unit_seconds, np.float32)
     if task.content == "video":
-        return np.full(len(sample.get("video", sample.get("video_frames"))), task.unit_seconds, np.float32)
+        return np.full(batch_format.content_length(sample, "video"), task.unit_seconds, np.float32)
     if task.content == "text":
         return np.ones(1, np.float32)
     return None
@@ -71,43 +70,24 @@ def collate(
     specs = [tasks.get(s["task"]) for s in samples]
     minimum = {"audio": hop, **(min_lengths or {})}
 
-    def field(key: str, kind: str, dtype, tail: tuple[int, ...] = ()):
-        rows = [s[key] if spec.content == kind else None for s, spec in zip(samples, specs, strict=True)]
-        length = max([minimum.get(key, 1)] + [len(r) for r in rows if r is not None])
-        return _stack(rows, dtype, length, tail)
-
+    cached = cached_dims is not None
+    dims = {"speaker": speaker_dim, "video": video_dim, **(cached_dims or {})}
+    if image_size is not None:
+        dims["pixels"] = (image_size, image_size, 3)
     batch: dict[str, np.ndarray] = {"task": np.array([tasks.TASKS.index(t) for t in specs], np.int32)}
-    batch["phoneme"], batch["phoneme_mask"] = field("phoneme", "phoneme", np.int32)
-    batch["xvector"] = np.stack(
-        [
-            np.asarray(s["xvector"], np.float32) if t.content == "phoneme" else np.zeros(speaker_dim, np.float32)
-            for s, t in zip(samples, specs, strict=True)
-        ]
-    )
-    batch["score_phoneme"], batch["score_mask"] = field("score_phoneme", "score", np.int32)
-    batch["midi"], _ = field("midi", "score", np.int32)
-    batch["midi_duration"], _ = field("midi_duration", "score", np.float32)
-    batch["is_slur"], _ = field("is_slur", "score", np.int32)
-    batch["singer"] = np.array(
-        [int(s["singer"]) if t.content == "score" else 0 for s, t in zip(samples, specs, strict=True)], np.int32
-    )
-    if cached_dims is None:
-        batch["audio"], audio_mask = field("audio", "audio", np.float32)
-        batch["audio_lengths"] = audio_mask.sum(1).astype(np.int32)
-    else:
-        latent = (cached_dims["latent"],)
-        batch["audio_mean"], audio_mask = field("audio_mean", "audio", np.float32, latent)
-        batch["audio_std"], _ = field("audio_std", "audio", np.float32, latent)
-        batch["audio_lengths"] = audio_mask.sum(1).astype(np.int32) * hop
-    if image_size is None:
-        batch["video"], batch["video_mask"] = field("video", "video", np.float32, (video_dim,))
-    else:
-        pixels = (image_size, image_size, 3)
-        batch["video_frames"], batch["video_mask"] = field("video_frames", "video", np.float32, pixels)
-    if cached_dims is None:
-        batch["text_ids"], batch["text_mask"] = field("text_ids", "text", np.int32)
-    else:
-        batch["text_features"], batch["text_mask"] = field("text_features", "text", np.float32, (cached_dims["text"],))
+    for kind in batch_format.CONTENT_KINDS:
+        for name in batch_format.content_fields(kind, cached=cached, pixels=image_size is not None):
+            f, tail = batch_format.FIELDS[name], batch_format.tail_shape(name, dims)
+            rows = [s[name] if spec.content == kind else None for s, spec in zip(samples, specs, strict=True)]
+            if f.axis is None:  # one value or vector per sample
+                batch[name] = np.stack([np.zeros(tail, f.dtype) if r is None else np.asarray(r, f.dtype) for r in rows])
+                continue
+            length = max([minimum.get(name, 1)] + [len(r) for r in rows if r is not None])
+            batch[name], mask = _stack(rows, f.dtype, length, tail)
+            if f.mask:
+                batch[f.mask] = mask
+            if f.lengths:  # in waveform samples
+                batch[f.lengths] = (mask.sum(1) * (hop if f.axis == "latent" else 1)).astype(np.int32)
     if all("instruction" in s for s in samples):
         instructions = [np.asarray(s["instruction"], np.float32) for s in samples]
         length = max([minimum.get("instruction", 1)] + [len(i) for i in instructions])
@@ -123,13 +103,14 @@ def collate(
     if all(d is not None for d in durations):
         length = max([minimum.get("duration", 1)] + [len(d) for d in durations])
         batch["duration"], batch["duration_mask"] = _stack(durations, np.float32, length)
-    if all(s.get("waveform_mean") is not None for s in samples):
+    mean_std = batch_format.target_fields(cached=True)
+    if all(s.get(mean_std[0]) is not None for s in samples):
         # Rows = the valid frames + one frame of the silence after them (kept where the padding has room).
         frames = np.array([s["latent_frames"] for s in samples], np.int32)
-        length = max(minimum.get("waveform_mean", 1), int(frames.max()))
-        for key in ("waveform_mean", "waveform_std"):
+        length = max(minimum.get(mean_std[0], 1), int(frames.max()))
+        for key in mean_std:
             rows = [s[key][:length] for s in samples]
-            batch[key], _ = _stack(rows, np.float32, length, (cached_dims["latent"],))
+            batch[key], _ = _stack(rows, np.float32, length, batch_format.tail_shape(key, dims))
         batch["waveform_lengths"] = frames * hop
     elif all(s.get("waveform") is not None for s in samples):
         waves = [np.asarray(s["waveform"], np.float32) for s in samples]

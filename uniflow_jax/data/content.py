@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from uniflow_jax.data import batch_format
 from uniflow_jax.frontends import symbols
 from uniflow_jax.frontends import video as video_io
 
@@ -136,13 +137,14 @@ def svs(value: Any, key: str, resolve: Resolve, allow_pickle: bool = False) -> d
     entry = _entry(value, key, resolve, allow_pickle)
     try:
         phones = _symbols(symbols.svs_phone_ids, entry["phoneme"])
-        fields = {
-            "score_phoneme": phones,
-            "duration": _floats(entry["phoneme_duration"], "phoneme_duration"),
-            "midi": np.asarray(entry["midi"], np.int32).reshape(-1),
-            "midi_duration": _floats(entry["midi_duration"], "midi_duration"),
-            "is_slur": np.asarray(entry["is_slur"], np.int32).reshape(-1),
-        }
+        lists = (
+            phones,
+            np.asarray(entry["midi"], np.int32).reshape(-1),
+            _floats(entry["midi_duration"], "midi_duration"),
+            np.asarray(entry["is_slur"], np.int32).reshape(-1),
+        )
+        fields = dict(zip(batch_format.SCORE_LISTS, lists, strict=True))
+        fields["duration"] = _floats(entry["phoneme_duration"], "phoneme_duration")
         singer = _symbols(lambda name: symbols.singer_id(name), entry["spk"])
     except KeyError as error:
         raise BadContent(f"SVS content of {key!r} lacks {error}") from None
@@ -175,7 +177,7 @@ def video(value: Any, key: str, resolve: Resolve, *, frames: bool | None, image_
             pixels = video_io.clip_preprocess(video_io.read_frames(path, max_seconds=max_seconds), image_size)
         except (ValueError, OSError) as error:
             raise BadContent(f"{path}: {error}") from None
-        return {"video_frames": pixels}
+        return {batch_format.VIDEO_PIXELS: pixels}
     if frames is True:
         raise BadContent(f"{path}: data.video_input='frames' needs video files, not features")
     if suffix == ".npy":

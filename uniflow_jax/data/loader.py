@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from uniflow_jax import tasks
-from uniflow_jax.data import content
+from uniflow_jax.data import batch_format, content
 from uniflow_jax.data.manifest import ManifestSource
 from uniflow_jax.frontends.audio import SAMPLE_RATE
 
@@ -210,14 +210,10 @@ class ExampleLoader:
     def _check_lengths(self, sample: dict, row: dict) -> None:
         m = self.options.max_lengths
         kind = tasks.get(sample["task"]).content
-        sizes = {
-            "phoneme": len(sample.get("phoneme", ())),
-            "score": len(sample.get("score_phoneme", ())),
-            "video": len(sample.get("video", sample.get("video_frames", ()))),
-        }
-        if kind not in sizes:
+        if kind not in ("phoneme", "score", "video"):
             return
-        if sizes[kind] > m[kind]:
-            raise BadExample("too_long", f"{row['where']}: {sizes[kind]} {kind} units > the largest bucket ({m[kind]})")
-        if sizes[kind] == 0:
+        units = batch_format.content_length(sample, kind)
+        if units > m[kind]:
+            raise BadExample("too_long", f"{row['where']}: {units} {kind} units > the largest bucket ({m[kind]})")
+        if units == 0:
             raise BadExample("bad_content", f"{row['where']}: empty {kind} content")

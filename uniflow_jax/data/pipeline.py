@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from uniflow_jax import parallel, tasks
-from uniflow_jax.data import cache_reader
+from uniflow_jax.data import batch_format, cache_reader
 from uniflow_jax.data.collate import collate
 from uniflow_jax.data.loader import SKIP_REASONS, ExampleLoader, LoadOptions
 from uniflow_jax.data.manifest import DatasetSpec, ManifestSource
@@ -53,31 +53,13 @@ class Bucket:
     def sizes(self, hop: int) -> dict[str, int]:
         """Minimum padded lengths of ``collate``'s fields for this bucket."""
         units = max(self.latent, self.phoneme, self.score, self.video, 1)
-        score = {key: self.score for key in ("score_phoneme", "midi", "midi_duration", "is_slur")}
-        latents = {key: self.latent for key in ("waveform_mean", "waveform_std", "audio_mean", "audio_std")}
-        return dict(
-            waveform=self.latent * hop,
-            audio=self.latent * hop,
-            text_features=self.text,
-            **latents,
-            phoneme=self.phoneme,
-            video=self.video,
-            video_frames=self.video,
-            text_ids=self.text,
-            duration=units,
-            **score,
-        )
+        axes = {kind: getattr(self, kind) for kind in ("latent", "phoneme", "score", "video", "text")}
+        return batch_format.min_lengths({**axes, "samples": self.latent * hop, "units": units})
 
     def fits(self, sample: Mapping[str, Any], hop: int) -> bool:
         latent = sample["latent_frames"] if "latent_frames" in sample else len(sample["waveform"]) // hop
-        lengths = {
-            "latent": latent,
-            "phoneme": len(sample.get("phoneme", ())),
-            "score": len(sample.get("score_phoneme", ())),
-            "video": len(sample.get("video", sample.get("video_frames", ()))),
-            "text": len(sample.get("text_ids", sample.get("text_features", ()))),
-        }
-        return all(n <= getattr(self, kind) for kind, n in lengths.items())
+        lengths = {kind: batch_format.content_length(sample, kind) for kind in ("phoneme", "score", "video", "text")}
+        return latent <= self.latent and all(n <= getattr(self, kind) for kind, n in lengths.items())
 
 
 def buckets_from_config(entries: Sequence[Mapping[str, int]]) -> tuple[Bucket, ...]:

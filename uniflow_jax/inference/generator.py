@@ -20,7 +20,7 @@ from absl import logging
 from flax import nnx
 
 from uniflow_jax import tasks
-from uniflow_jax.data import collate
+from uniflow_jax.data import batch_format, collate
 from uniflow_jax.models import uniflow
 
 
@@ -187,17 +187,14 @@ class Generator:
         """``collate``'s ``min_lengths``: every padded axis of ``samples`` at its bucket size."""
         hop, b = self.config.vae.hop_length, self.buckets
         longest = lambda key: max((len(s[key]) for s in samples if s.get(key) is not None), default=1)  # noqa: E731
-        score = b.size("score", longest("score_phoneme"))
         sizes = {
-            "phoneme": b.size("phoneme", longest("phoneme")),
-            **dict.fromkeys(("score_phoneme", "midi", "midi_duration", "is_slur"), score),
-            "video": b.size("video", longest("video")),
-            "text_ids": b.size("text", longest("text_ids")),
-            "instruction": b.size("instruction", longest("instruction")),
-            "audio": b.size("audio", max(1, longest("audio") // hop)) * hop,
+            kind: b.size(kind, max([1] + [batch_format.content_length(s, kind) for s in samples]))
+            for kind in ("phoneme", "score", "video", "text")
         }
-        sizes["duration"] = max(sizes["phoneme"], score, sizes["video"], sizes["audio"] // hop, sizes["text_ids"])
-        return sizes
+        audio = b.size("audio", max(1, longest("audio") // hop))
+        sizes["units"] = max(audio, *sizes.values())  # one duration per content unit, whatever the kind
+        sizes.update(instruction=b.size("instruction", longest("instruction")), samples=audio * hop)
+        return batch_format.min_lengths(sizes)
 
     def compiled_programs(self) -> int:
         """How many programs the generator has compiled (one per bucket combination met, per setting)."""

@@ -101,6 +101,17 @@ def latent_frames(batch: Batch, name: str, hop: int) -> int:
     return batch[f"{name}_mean"].shape[1] if f"{name}_mean" in batch else batch[name].shape[1] // hop
 
 
+def context_units(batch: Batch, hop: int) -> int:
+    """The padded length of the DiT's content context: the longest padded content of any kind."""
+    return max(
+        batch["phoneme"].shape[1],
+        batch["score_phoneme"].shape[1],
+        latent_frames(batch, "audio", hop),
+        batch["video_mask"].shape[1],
+        batch["text_mask"].shape[1],
+    )
+
+
 def _pad_to(x: jax.Array, length: int) -> jax.Array:
     return jnp.pad(x, [(0, 0), (0, length - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
 

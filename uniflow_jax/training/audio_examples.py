@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from uniflow_jax import tasks
-from uniflow_jax.data import pipeline
+from uniflow_jax.data import batch_format, pipeline
 from uniflow_jax.inference.generator import Generator
 from uniflow_jax.training.metric_writers import MetricWriter
 from uniflow_jax.training.objectives import FlowObjective, Objective
@@ -45,15 +45,15 @@ def _flow_logger(config, objective: FlowObjective, spec: ModelSpec) -> Logger:
     samples = validation_samples(config)
     bank = np.asarray(objective.frozen["bank"])
     bank_mask = np.asarray(objective.frozen["bank_mask"])
-    if any("video_frames" in s for s in samples):
+    if any(batch_format.VIDEO_PIXELS in s for s in samples):
         clip_graphdef = objective.clip_graphdef
         clip = jax.jit(lambda state, x: nnx.merge(clip_graphdef, state)(x)[0])
     for sample in samples:
         sample.pop("waveform", None)  # the target: not an input
         row = tasks.instruction_id(sample["task"], sample["instruction_index"])
         sample["instruction"] = bank[row][bank_mask[row]]
-        if "video_frames" in sample:
-            sample["video"] = np.asarray(clip(objective.frozen["clip"], sample.pop("video_frames")))
+        if batch_format.VIDEO_PIXELS in sample:
+            sample["video"] = np.asarray(clip(objective.frozen["clip"], sample.pop(batch_format.VIDEO_PIXELS)))
     generator = Generator(objective.cfg, (spec.graphdef, None), (objective.frozen_graphdef, None))
 
     def log(state: TrainState, frozen: Any, writer: MetricWriter, step: int) -> None:

@@ -18,6 +18,7 @@ from absl import logging
 from flax import nnx
 
 from uniflow_jax import config_lib, instructions, tasks
+from uniflow_jax.data import batch_format
 from uniflow_jax.frontends.text import T5Tokenizer
 from uniflow_jax.models import uniflow, vae
 from uniflow_jax.training import flops, vae_objective
@@ -80,8 +81,8 @@ class FlowObjective:
         batch = dict(batch)
         ids = batch.pop("instruction_id")
         batch["instruction"], batch["instruction_mask"] = frozen["bank"][ids], frozen["bank_mask"][ids]
-        if "video_frames" in batch:
-            frames = batch.pop("video_frames")
+        if batch_format.VIDEO_PIXELS in batch:
+            frames = batch.pop(batch_format.VIDEO_PIXELS)
             b, f = frames.shape[:2]
             clip = nnx.merge(self.clip_graphdef, frozen["clip"])
             batch["video"] = jax.lax.stop_gradient(clip(frames.reshape(b * f, *frames.shape[2:]))[0]).reshape(b, f, -1)
@@ -109,16 +110,8 @@ class FlowObjective:
 
     def step_flops(self, batch: Batch) -> float:
         """Analytic backbone FLOPs of one train step on this batch shape (context = the longest content)."""
-        hop = self.cfg.vae.hop_length
-        b = batch["task"].shape[0]
-        context = max(
-            batch["phoneme"].shape[1],
-            batch["score_phoneme"].shape[1],
-            uniflow.latent_frames(batch, "audio", hop),
-            batch["video_mask"].shape[1],
-            batch["text_mask"].shape[1],
-        )
-        return flops.train_step_flops(self.cfg.dit, b, self.latent_frames(batch), context)
+        context = uniflow.context_units(batch, self.cfg.vae.hop_length)
+        return flops.train_step_flops(self.cfg.dit, batch["task"].shape[0], self.latent_frames(batch), context)
 
     def validation_losses(self, model: uniflow.UniFlow, frozen: Any, batch: Batch) -> jax.Array:
         """Per-sample total loss, averaged over the fixed validation timesteps (no CFG dropout)."""

@@ -134,7 +134,7 @@ class CompiledSteps:
             logging.info(
                 "compiled the train step for %s in %.1f s | FLOPs/step analytic %s, XLA %s | memory per device: "
                 "arguments %.1f MB, outputs %.1f MB, temporaries %.1f MB",
-                {k: v.shape for k, v in batch.items() if k in ("waveform", "waveform_mean")},
+                f"{batch['task'].shape[0]} x {self.objective.latent_frames(batch)} latent frames",
                 time.perf_counter() - start,
                 f"{analytic:.3e}" if analytic else "n/a",
                 f"{xla_total:.3e}" if xla_total else "n/a",
