@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from uniflow_jax import evaluate
-from uniflow_jax.demo import corpus as demo_corpus
+from uniflow_jax.demo import speech as demo_speech
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def test_se_command(tmp_path):
 
     gen, ref = tmp_path / "gen", tmp_path / "ref"
     gen.mkdir(), ref.mkdir()
-    speech = demo_corpus.NumpySpeech()
+    speech = demo_speech.NumpySpeech()
     for i, key in enumerate(("same", "noisy")):
         audio = speech.say(["the", "big", "red", "one", "my"], i, np.random.default_rng(i)).audio.astype(np.float64)
         clean = librosa.resample(audio, orig_sr=24000, target_sr=16000)

@@ -15,14 +15,17 @@ import soundfile as sf
 
 from uniflow_jax.demo import corpus as demo_corpus
 from uniflow_jax.demo import specs as demo_specs
+from uniflow_jax.demo import speech as demo_speech
+from uniflow_jax.demo import synth as demo_synth
+from uniflow_jax.demo import video as demo_video
 from uniflow_jax.frontends.audio import SAMPLE_RATE, load_audio
 from uniflow_jax.frontends.symbols import singer_id, svs_phone_ids
 from uniflow_jax.frontends.video import read_frames
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-HOP_SECONDS = demo_corpus.HOP / SAMPLE_RATE
+HOP_SECONDS = demo_synth.HOP / SAMPLE_RATE
 NUM_TRAIN, NUM_VAL = 3, 2
-needs_espeak = pytest.mark.skipif(not demo_corpus.espeak_available(), reason="espeak-ng is not installed")
+needs_espeak = pytest.mark.skipif(not demo_speech.espeak_available(), reason="espeak-ng is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def _audio(path: pathlib.Path) -> np.ndarray:
     info = sf.info(str(path))
     assert (info.samplerate, info.channels) == (SAMPLE_RATE, 1), path
     audio = load_audio(path)
-    assert len(audio) % demo_corpus.HOP == 0 and len(audio) >= SAMPLE_RATE // 2, (path, len(audio))
+    assert len(audio) % demo_synth.HOP == 0 and len(audio) >= SAMPLE_RATE // 2, (path, len(audio))
     assert 0.5 < np.abs(audio).max() <= 1.0 and np.sqrt(np.mean(audio**2)) > 1e-3, path
     return audio
 
@@ -77,7 +80,7 @@ def _check_task(task: str, folder: pathlib.Path, content: list[dict], targets: d
         for row in content:
             frames = read_frames(folder / row["video"])
             seconds = len(targets[row["audio_id"]]) / SAMPLE_RATE
-            assert frames.shape == (round(seconds * 10), demo_corpus.VIDEO_SIZE, demo_corpus.VIDEO_SIZE, 3)
+            assert frames.shape == (round(seconds * 10), demo_video.VIDEO_SIZE, demo_video.VIDEO_SIZE, 3)
             for event in row["events"]:  # a coloured square shows at each sound's onset
                 assert frames[round(event["onset"] * 10)].max() > 100
     else:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from uniflow_jax.demo import corpus as demo_corpus
+from uniflow_jax.demo import speech as demo_speech
 from uniflow_jax.frontends.audio import SAMPLE_RATE
 
 RATE = 16000
@@ -17,7 +17,7 @@ def speech16k() -> np.ndarray:
     import librosa
 
     words = ["the", "big", "red", "one", "my", "small", "this", "a"]
-    audio = demo_corpus.NumpySpeech().say(words, 1, np.random.default_rng(0)).audio
+    audio = demo_speech.NumpySpeech().say(words, 1, np.random.default_rng(0)).audio
     return librosa.resample(np.asarray(audio, np.float64), orig_sr=SAMPLE_RATE, target_sr=RATE)
 
 
