@@ -61,6 +61,7 @@ setup(
         # evaluation's own dependencies too.
         "test": [
             "pytest>=9.2,<10",
+            "pytest-xdist>=3.6",  # pytest.ini runs the suite on worker processes
             "ruff==0.17.6",
             "onnx>=1.16",
             "onnxruntime>=1.17",

@@ -21,6 +21,19 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 REF_DIR = pathlib.Path(os.environ.get("UNIFLOW_REF_DIR", REPO.parent / "shared" / "upstream_ref"))
 
 
+# The files that take longest (minutes each). pytest.ini runs the suite on worker processes (pytest-xdist,
+# whole files per worker); handing these out first keeps a long file from starting last on an idle machine.
+LONGEST_FILES = ("training/test_train.py", "test_sample.py", "test_convert.py", "data/test_cache.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        where = item.path.relative_to(REPO / "tests").as_posix()
+        return LONGEST_FILES.index(where) if where in LONGEST_FILES else len(LONGEST_FILES)
+
+    items.sort(key=rank)  # stable: the order inside each file is kept
+
+
 @pytest.fixture(scope="session")
 def ref_dir() -> pathlib.Path:
     """The upstream fixtures (../shared/upstream_ref); their absence is an error, not a skip."""

@@ -79,7 +79,7 @@ def test_ema_and_learning_rate_follow_the_applied_updates():
     lrs = []
     for i in range(3):
         new, metrics = fn(s, {}, batch(i))
-        lrs.append(float(metrics["learning_rate"]))
+        lrs.append(float(metrics["lr"]))
         for e, old, p in zip(
             jax.tree.leaves(new.ema), jax.tree.leaves(s.ema), jax.tree.leaves(new.params), strict=True
         ):

@@ -19,9 +19,9 @@ import pytest
 from flax import nnx
 from test_metric_writers import summary_values
 
-from uniflow_jax import config_lib, export, parallel, train
+from uniflow_jax import config_lib, export, parallel
 from uniflow_jax.data import pipeline
-from uniflow_jax.training import checkpoint, objectives, state
+from uniflow_jax.training import checkpoint, loop, objectives, state
 from uniflow_jax.weights import frozen, torch_import
 
 STEPS = 20
@@ -82,7 +82,7 @@ def reference(train_config_file, tmp_path_factory):
     """An uninterrupted in-process run on the default (8, 1, 1) mesh: checkpoints and validation at 10 and 20,
     audio examples at 20 (they read the state, never change it)."""
     workdir = tmp_path_factory.mktemp("reference")
-    train.train(load(train_config_file, eval_every=10, eval_batches=1, sample_every=20), workdir)
+    loop.train(load(train_config_file, eval_every=10, eval_batches=1, sample_every=20), workdir)
     return workdir, losses(workdir)
 
 
@@ -113,7 +113,7 @@ def event_tags(folder) -> set[str]:
 def test_every_mesh_gives_the_same_loss_trajectory(reference, train_config_file, tmp_path, shape):
     config = load(train_config_file, checkpoint_every=STEPS)
     config.mesh.shape = shape
-    train.train(config, tmp_path)
+    loop.train(config, tmp_path)
     assert_close(losses(tmp_path), reference[1], range(1, STEPS + 1))
 
 
@@ -162,7 +162,7 @@ def test_a_nan_batch_is_skipped_counted_and_never_checkpointed(train_config_file
         return out
 
     monkeypatch.setattr(pipeline, "to_global", poisoned)
-    train.train(load(train_config_file, num_steps=5, checkpoint_every=3), tmp_path)
+    loop.train(load(train_config_file, num_steps=5, checkpoint_every=3), tmp_path)
     rows = logged(tmp_path)
     assert rows[3]["loss"] is None and rows[3]["skipped"] == 1
     assert [rows[s]["skipped_total"] for s in range(1, 6)] == [0, 0, 1, 1, 1]
@@ -181,8 +181,8 @@ def test_too_many_nonfinite_steps_in_a_row_stop_the_run(train_config_file, tmp_p
 
     monkeypatch.setattr(pipeline, "to_global", poisoned)
     config = load(train_config_file, num_steps=10, max_nonfinite_in_a_row=3)
-    with pytest.raises(train.NonFiniteError, match="3 steps in a row had a non-finite loss"):
-        train.train(config, tmp_path)
+    with pytest.raises(loop.NonFiniteError, match="3 steps in a row had a non-finite loss"):
+        loop.train(config, tmp_path)
 
 
 @pytest.mark.slow
@@ -233,7 +233,7 @@ def test_export_round_trips_and_fine_tuning_starts_from_it(reference, train_conf
     imported = torch_import.import_state(spec.abstract_params, torch_import.read_safetensors(str(out)), names)
     assert_trees_equal(state.pure_values(imported), saved)
     # The first step of the warm-up has learning rate 0: after it the params are still exactly the imported ones.
-    train.train(load(train_config_file, num_steps=1, init_from=str(out)), tmp_path / "finetune")
+    loop.train(load(train_config_file, num_steps=1, init_from=str(out)), tmp_path / "finetune")
     assert_trees_equal(checkpoint.restore_params(tmp_path / "finetune", _abstract_params(config))[0], saved)
 
 
@@ -241,7 +241,7 @@ def test_vae_run_validates_logs_audio_and_exports_the_flow_models_vae(train_conf
     config = load(train_config_file, num_steps=4, log_every=2, eval_every=2, eval_batches=1, sample_every=2)
     config.objective = "vae"
     config.vae_training.segment_seconds = 0.2
-    train.train(config, tmp_path / "vae")
+    loop.train(config, tmp_path / "vae")
     rows = logged(tmp_path / "vae")
     assert rows[4]["vae/stft"] > 0 and np.isfinite(rows[4]["loss"])
     assert {"val/loss", "reconstruction/0", "loss/t2a"} <= event_tags(tmp_path / "vae" / "tensorboard")
@@ -264,5 +264,5 @@ def test_a_refused_manifest_leaves_no_workdir_behind(train_config_file, tmp_path
     entry["content"], entry["base_content_path"] = str(bad), str(content.parent)
     config.data.on_bad_input = "raise"
     with pytest.raises(ManifestError, match="not_in_the_audio_manifest' has no row"):
-        train.train(config, tmp_path / "run")
+        loop.train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()

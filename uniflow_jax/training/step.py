@@ -21,8 +21,9 @@ from uniflow_jax.training.objectives import Objective
 from uniflow_jax.training.state import ModelSpec, TrainState
 
 Metrics = dict[str, jax.Array]
-# Metrics that add up over micro-batches (per-task sums and counts); the others are averaged.
-SUMMED = ("task_loss_sum", "task_count")
+# Metrics that add up over micro-batches and logging windows (per-task sums and counts, skipped steps); the
+# others are averaged.
+SUMMED = ("task_loss_sum", "task_count", "skipped")
 
 
 def make_train_step(
@@ -87,7 +88,7 @@ def make_train_step(
             **metrics,
             "loss": loss,
             "grad_norm": grad_norm,
-            "learning_rate": schedule(state.step - state.nonfinite),  # the optimizer counts applied updates only
+            "lr": schedule(state.step - state.nonfinite),  # the optimizer counts applied updates only
             "skipped": skipped,
         }
         return new_state, metrics
