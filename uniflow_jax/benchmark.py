@@ -23,7 +23,6 @@ Input-pipeline throughput has its own command: ``python -m uniflow_jax.data.thro
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -149,11 +148,10 @@ def bench_train(
         seconds = timed(run, repeats, warm_up=False, budget_s=budget_s)
         xla = None
         if cross_check:  # XLA counts a scanned body once: count the same step with the backbone's stacks unrolled
-            unrolled = copy.copy(objective)
             dit_cfg = dataclasses.replace(objective.cfg.dit, scan_unroll=objective.cfg.dit.depth // 2, remat="none")
-            unrolled.cfg = dataclasses.replace(objective.cfg, dit=dit_cfg)
-            spec_u = train_state.ModelSpec.of(lambda: unrolled.make_model(nnx.Rngs(config.seed)))
-            fn_u = train_step.make_train_step(unrolled, spec_u, tx, schedule, grad_accum_steps=t.grad_accum_steps,
+            unrolled = dataclasses.replace(objective.cfg, dit=dit_cfg)  # the same model, its stacks unrolled
+            spec_u = train_state.ModelSpec.of(lambda: uniflow.UniFlow(unrolled, rngs=nnx.Rngs(config.seed)))
+            fn_u = train_step.make_train_step(objective, spec_u, tx, schedule, grad_accum_steps=t.grad_accum_steps,
                                               ema_decay=t.ema_decay)  # fmt: skip
             xla = flops.xla_flops(jax.jit(fn_u).lower(holder[0], objective.frozen, inputs))  # uncompiled: fast
     analytic = objective.step_flops(inputs)

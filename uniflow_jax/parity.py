@@ -401,9 +401,12 @@ def run_parity(ref_dir: pathlib.Path, components: Sequence[str] | None, toleranc
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("ref_dir", None, "Folder with <component>.safetensors / _config.json / _io.npz (required).")
-flags.DEFINE_multi_string("component", None, "Component(s) to check (default: all checkable ones present).")
-flags.DEFINE_float("tolerance", 1e-4, "Largest accepted relative error per output.")
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("ref_dir", None, "Folder with <component>.safetensors / _config.json / _io.npz (required).")
+    flags.DEFINE_multi_string("component", None, "Component(s) to check (default: all checkable ones present).")
+    flags.DEFINE_float("tolerance", 1e-4, "Largest accepted relative error per output.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -416,4 +419,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     cli.run(main)
