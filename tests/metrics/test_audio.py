@@ -133,3 +133,17 @@ def test_mcd_and_envelope():
     assert audio.envelope_correlation(x, x) == pytest.approx(1.0)
     assert audio.envelope_correlation(clicks([0.3, 1.2]), clicks([0.8, 1.6])) < 0.2
     assert audio.envelope_correlation(np.zeros(SR), x) == 0.0
+
+
+def test_log_mel_distance_zero_for_a_copy_log10_4_for_double_amplitude_and_large_for_noise():
+    tone = sine(440.0) + 0.01 * noise(1.0)
+    assert audio.log_mel_distance(tone, tone, SR) == pytest.approx(0.0, abs=1e-12)
+    assert audio.log_mel_distance(2 * tone, tone, SR) == pytest.approx(math.log10(4), rel=1e-2)  # less near the floor
+    # broadband noise of the same loudness in place of a tone: far above a recognisable copy (< 0.5)
+    assert audio.log_mel_distance(noise(1.0) * 0.5 / 0.1 / math.sqrt(2), tone, SR) > 1.0
+
+
+def test_rms_db_difference():
+    tone = sine(440.0)
+    assert audio.rms_db_difference(tone, tone) == pytest.approx(0.0, abs=1e-9)
+    assert audio.rms_db_difference(tone / 2, tone) == pytest.approx(-20 * math.log10(2), rel=1e-9)

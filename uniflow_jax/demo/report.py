@@ -330,7 +330,7 @@ def _duration_ratio(ev: _TaskEval) -> None:
     ev.value("duration_ratio", lambda k: len(ev.features.audio(ev.generated[k])) / len(ev.features.audio(ev.refs[k])))
 
 
-def _at_16k(audio: np.ndarray) -> np.ndarray:
+def to_16k(audio: np.ndarray) -> np.ndarray:
     from scipy import signal
 
     return signal.resample_poly(audio, 2, 3)  # 24 kHz -> 16 kHz, the rate of wide-band PESQ and STOI
@@ -341,7 +341,7 @@ def _eval_se(ev: _TaskEval) -> None:
     noisy = {item.id: item.folder / item.content["noisy_speech"] for item in ev.items}
 
     def pair(metric: Callable[[np.ndarray, np.ndarray], float], rate: int = SAMPLE_RATE) -> Callable:
-        convert = _at_16k if rate == speech.SAMPLE_RATE else (lambda x: x)
+        convert = to_16k if rate == speech.SAMPLE_RATE else (lambda x: x)
 
         def both(key: str) -> tuple[float, float]:
             clean = convert(f.audio(ev.refs[key]))

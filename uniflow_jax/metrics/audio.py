@@ -23,6 +23,8 @@ ONSET_FRAME, ONSET_HOP = 512, 240
 ONSET_RISE_DB = 10.0
 ONSET_TOLERANCE = 0.05  # s: ± window of a matched onset
 CHROMA_N_FFT, CHROMA_HOP = 4096, 1024
+LOG_MEL_N_FFT, LOG_MEL_HOP, LOG_MEL_BANDS = 1024, 256, 80
+LOG_MEL_EPS = 1e-8  # added to the mel power: an absolute floor at -80 dB re full scale (silence must stay silent)
 ENVELOPE_FRAME, ENVELOPE_HOP = 1024, 240
 
 SETTINGS = {
@@ -54,6 +56,11 @@ SETTINGS = {
     "chroma": (
         f"librosa.feature.chroma_stft (n_fft {CHROMA_N_FFT}, hop {CHROMA_HOP}, tuning 0) averaged over time; "
         "cosine similarity of the two 12-bin profiles"
+    ),
+    "log_mel": (
+        f"log-mel distance: {LOG_MEL_BANDS}-band mel power spectrogram (n_fft {LOG_MEL_N_FFT}, hop {LOG_MEL_HOP}, "
+        f"Hann, centred, float audio in [-1, 1]); mean over bands and frames of |log10(P_ref + {LOG_MEL_EPS:g}) - "
+        f"log10(P_est + {LOG_MEL_EPS:g})|; common length; unit: log10 power"
     ),
     "envelope": (
         f"RMS envelope (frame {ENVELOPE_FRAME}, hop {ENVELOPE_HOP}); Pearson correlation, the shorter "
@@ -123,6 +130,25 @@ def log_spectral_distance(
     floor = max(float(ref_power.max()), 1e-20) * 10 ** (-floor_db / 10)
     diff = np.log10(np.maximum(ref_power[band], floor)) - np.log10(np.maximum(est_power[band], floor))
     return float(np.mean(np.sqrt(np.mean(diff**2, axis=0))))
+
+
+def log_mel_distance(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float:
+    """Mean |Δ log10 mel power| (see ``SETTINGS["log_mel"]``): 0 for a perfect copy; a spectrogram that is
+    recognisably the reference's stays well under 0.5; broadband noise in its place, or faint noise where the
+    reference is silent, is above 1."""
+    import librosa
+
+    est, ref = _common(estimate, reference)
+    mel = lambda x: librosa.feature.melspectrogram(  # noqa: E731
+        y=x, sr=sample_rate, n_fft=LOG_MEL_N_FFT, hop_length=LOG_MEL_HOP, n_mels=LOG_MEL_BANDS, power=2.0
+    )
+    return float(np.mean(np.abs(np.log10(mel(ref) + LOG_MEL_EPS) - np.log10(mel(est) + LOG_MEL_EPS))))
+
+
+def rms_db_difference(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """20 log10 (RMS of ``estimate`` / RMS of ``reference``): how much louder (+) or quieter (−) it is."""
+    rms = lambda x: max(float(np.sqrt(np.mean(np.square(_mono(x))))), 1e-12)  # noqa: E731
+    return 20.0 * float(np.log10(rms(estimate) / rms(reference)))
 
 
 # ---------------------------------------------------------------------------------------------- pitch
