@@ -69,6 +69,9 @@ stamp "training the demo VAE"
 run uniflow_jax.train --config "$REPO/configs/vae_demo.py:$DATA" --workdir "$OUT/vae" \
   ${VAE_STEPS:+--config.train.num_steps=$VAE_STEPS}
 run uniflow_jax.export --workdir "$OUT/vae" --out "$OUT/vae.safetensors"
+stamp "the codec's round trip of held-out clips (the ceiling of every generated figure)"
+run uniflow_jax.demo.codec --config "$REPO/configs/demo.py:$DATA" --vae "$OUT/vae.safetensors" \
+  --per_task "$PER_TASK" --json "$OUT/codec.json" --out_dir "$OUT/codec"
 
 stamp "encoding the corpus once with the frozen encoders (latent cache)"
 VAE="--config.model.frozen_weights.vae=$OUT/vae.safetensors"
