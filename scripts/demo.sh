@@ -87,7 +87,7 @@ run uniflow_jax.sample --workdir "$OUT/uniflow" --batch "$OUT/requests/requests.
 
 stamp "evaluating"
 run uniflow_jax.demo.report report --corpus "$DATA" --generated "$OUT/generated" --out "$OUT/report.json" \
-  --per_task "$PER_TASK"
+  --per_task "$PER_TASK" --codec "$OUT/codec"
 stamp "scoring every task with python -m uniflow_jax.evaluate"
 run uniflow_jax.demo.report references --corpus "$DATA" --out "$OUT/references" --per_task "$PER_TASK"
 # T2A/T2M/V2A need an audio model for FD/KL/IS; none can be downloaded here, so a TOY spectral-statistics one

@@ -3,6 +3,7 @@
 
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,18 @@ def test_report_favours_the_references(corpus, copied, tmp_path):
     svs = report["tasks"]["svs"]["figures"]
     assert svs["score_semitone_accuracy"]["own"] > 0.8
     assert report["tasks"]["v2a"]["figures"]["onset_f1_vs_flashes"]["own"] > 0.8
+    # The page: every task's items with the condition, players whose files exist, spectrograms; and the sheet.
+    page = (tmp_path / "report.html").read_text()
+    for task in tasks.REPORT_ORDER:
+        assert f'<section id="{task}">' in page, task
+    assert page.count('<div class="item"') == 2 * len(tasks.TASKS)
+    sources = re.findall(r'<(?:audio|img)[^>]* src="([^"]+)"', page)
+    assert sources and all((tmp_path / src).exists() for src in sources), sources
+    assert page.count("<audio") == 2 * (2 * len(tasks.TASKS) + 2)  # reference + generated; SE/SR inputs too
+    assert page.count('class="frames"') == 2  # V2A frame strips
+    from PIL import Image
+
+    assert Image.open(tmp_path / "report.png").size[1] >= len(tasks.TASKS) * 80
 
 
 def test_missing_unreadable_and_wrong_rate_files(corpus, copied, tmp_path):

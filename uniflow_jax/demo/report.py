@@ -579,7 +579,7 @@ def write_report(report: dict, path: str | pathlib.Path) -> None:
     path.write_text(json.dumps(cli.json_ready(report), indent=2) + "\n")
 
 
-def _cell(value) -> str:
+def format_cell(value) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -605,10 +605,10 @@ def format_table(report: dict) -> str:
                 lines.append(f"  {name:<34}skipped: {fig['reason']}")
                 continue
             if kind == "value":
-                lines.append(f"  {name:<34}{_cell(fig['mean']):>10}{'':>11}  {'':<7}{fig['items']:>7}")
+                lines.append(f"  {name:<34}{format_cell(fig['mean']):>10}{'':>11}  {'':<7}{fig['items']:>7}")
                 continue
             if kind == "generated_vs_reference":
-                cells = f"{_cell(fig['generated']):>10}{_cell(fig['reference']):>11}"
+                cells = f"{format_cell(fig['generated']):>10}{format_cell(fig['reference']):>11}"
                 lines.append(f"  {name:<34}{cells}  {'':<7}{fig['items']:>7}  (baseline = the reference itself)")
                 continue
             first, second = ("own", "mismatched") if kind == "own_vs_mismatched" else ("output", "input")
@@ -616,7 +616,7 @@ def format_table(report: dict) -> str:
             if fig["learned"] is None and fig["items"]:
                 verdict = "tie"
             wins = f"{fig[f'{first}_better_items']}/{fig['items']}"
-            cells = f"{_cell(fig[first]):>10}{_cell(fig[second]):>11}"
+            cells = f"{format_cell(fig[first]):>10}{format_cell(fig[second]):>11}"
             lines.append(f"  {name:<34}{cells}  {fig['better']:<7}{wins:>7}  {verdict} ({second} as baseline)")
     summary = report["summary"]
     lines += [
@@ -645,6 +645,7 @@ def _define_flags() -> None:
         required=True,
     )
     flags.DEFINE_string("generated", None, "report: folder of generated audio, <task>/<id>.wav (24 kHz mono).")
+    flags.DEFINE_string("codec", None, "report: folder of the codec's round trips, <task>/<id>.wav (demo.codec).")
     flags.DEFINE_integer("per_task", 4, "Rows per task (the first of the split); 0 = all.")
     flags.DEFINE_string("split", "val", "The corpus split to evaluate.")
 
@@ -666,7 +667,12 @@ def main(argv: Sequence[str]) -> None:
     report = evaluate(FLAGS.corpus, FLAGS.generated, per_task=FLAGS.per_task, split=FLAGS.split)
     print(format_table(report))
     write_report(report, FLAGS.out)
-    print(f"wrote {FLAGS.out}")
+    from uniflow_jax.demo import page
+
+    html, sheet = page.write_page(
+        report, FLAGS.corpus, FLAGS.generated, pathlib.Path(FLAGS.out).with_suffix(".html"), codec=FLAGS.codec
+    )
+    print(f"wrote {FLAGS.out}, {html} (open it in a browser) and {sheet}")
 
 
 if __name__ == "__main__":
