@@ -32,6 +32,7 @@ from uniflow_jax.weights import names, torch_import
 
 SPEECH_TASKS = ("tts", "se")  # clean speech targets: PESQ applies
 PAD_HOPS = 16  # zeros after a clip, beyond the encoder's reach (as the latent cache encodes)
+LENGTH_STEP_HOPS = 50  # padded lengths are whole multiples of this: clips of similar length share one program
 
 
 def load_vae(config: ml_collections.ConfigDict, path: str) -> Codec:
@@ -54,8 +55,11 @@ class Codec:
     state: nnx.State
 
     def round_trip(self, audio: np.ndarray) -> np.ndarray:
-        """One clip encoded and decoded, padded with silence to whole hops (+ PAD_HOPS); trimmed to its length."""
-        padded = np.pad(audio, (0, (-len(audio)) % self.hop + PAD_HOPS * self.hop)).astype(np.float32)
+        """One clip encoded and decoded, padded with at least PAD_HOPS hops of silence up to a whole length step
+        (not one compiled program per clip length); trimmed to its length."""
+        step = LENGTH_STEP_HOPS * self.hop
+        length = -(-(len(audio) + PAD_HOPS * self.hop) // step) * step
+        padded = np.pad(audio, (0, length - len(audio))).astype(np.float32)
         return np.asarray(self.decode(self.state, jnp.asarray(padded[None])))[0, : len(audio)]
 
 

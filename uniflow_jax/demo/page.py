@@ -35,11 +35,10 @@ def mel_db(audio: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(mel + 1e-10)
 
 
-def spectrogram_image(audio: np.ndarray, top_db: float) -> Image.Image:
-    """The clip's log-mel spectrogram on the scale [top_db − 80, top_db] dB, low bands at the bottom."""
-    db = mel_db(audio)
+def spectrogram_image(db: np.ndarray, seconds: float, top_db: float) -> Image.Image:
+    """A log-mel spectrogram (``mel_db``) on the scale [top_db − 80, top_db] dB, low bands at the bottom."""
     pixels = colormap((db - (top_db - 80.0)) / 80.0)[::-1]
-    width = max(8, round(len(audio) / SAMPLE_RATE * SECONDS_WIDTH))
+    width = max(8, round(seconds * SECONDS_WIDTH))
     return Image.fromarray(pixels).resize((width, HEIGHT), Image.Resampling.BILINEAR)
 
 
@@ -97,8 +96,9 @@ def write_page(
             }
             present = {k: p for k, p in paths.items() if p is not None and p.exists()}
             audio = {k: report.read_wav(p) for k, p in present.items()}
-            top = float(mel_db(audio["reference"]).max())
-            images = {k: spectrogram_image(a, top) for k, a in audio.items()}
+            db = {k: mel_db(a) for k, a in audio.items()}
+            top = float(db["reference"].max())
+            images = {k: spectrogram_image(db[k], len(a) / SAMPLE_RATE, top) for k, a in audio.items()}
             body.append(f'<div class="item" id="{html.escape(item.id)}"><h3>{html.escape(item.id)}</h3>')
             body.append(f'<p class="condition">{html.escape(text)}</p>')
             if task == "v2a" and source is not None:
