@@ -108,8 +108,14 @@ def test_midi_to_note_inverts_note_to_midi():
 def test_report_favours_the_references(corpus, copied, tmp_path):
     out = tmp_path / "report.json"
     result = run("report", "--corpus", str(corpus), "--generated", str(copied), "--out", str(out), "--per_task", "2")
-    assert "own better" in result.stdout and "NOT" not in result.stdout
+    assert "own better" in result.stdout and "NOT own" not in result.stdout and "NOT MET" not in result.stdout
+    assert "7 of 7 tasks meet their bars" in result.stdout
     report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert report["summary"]["tasks_meeting_bars"] == list(tasks.REPORT_ORDER)
+    for task, section in report["tasks"].items():  # the references meet every bar that applies, strictly
+        assert section["meets_bars"] and section["bars"], task
+        for name, bar in section["bars"].items():
+            assert bar["verdict"] in ("met", "not applicable"), (task, name, bar)
     assert report["summary"]["missing"] == 0 and report["summary"]["comparisons"] > 0
     assert report["summary"]["favourable"] == report["summary"]["comparisons"]
     for task, section in report["tasks"].items():
@@ -138,6 +144,29 @@ def test_report_favours_the_references(corpus, copied, tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "report.png").size[1] >= len(tasks.TASKS) * 80
+
+
+def test_bars_refuse_a_model_that_ignores_its_condition(corpus, copied, tmp_path):
+    """Every item answered with the other item's reference: a plausible sound, the wrong condition. The bars
+    that depend on the condition must not be met, and no bar may count a tie as met."""
+    from uniflow_jax.demo import bars
+
+    features = demo_report._Features()
+    for task in tasks.REPORT_ORDER:
+        items = demo_report.load_items(corpus, task, per_task=2)
+        swapped = {items[0].id: items[1].target, items[1].id: items[0].target}
+        judged = bars.judge_task(items, swapped, None, features)
+        for name, entry in judged["bars"].items():
+            if entry["verdict"] == "met":
+                # only bars that do not depend on the condition, or where both items' conditions agree
+                assert entry["baseline_kind"] is None or entry["model"]["figure"] != entry["baseline"]["figure"], (
+                    task,
+                    name,
+                    entry,
+                )
+        conditional = [e for e in judged["bars"].values() if e["baseline_kind"] is not None]
+        if task not in ("t2a", "v2a", "t2m"):  # two items may share an event count, a flash pattern or a tempo
+            assert not all(e["verdict"] == "met" for e in conditional), (task, judged)
 
 
 def test_missing_unreadable_and_wrong_rate_files(corpus, copied, tmp_path):

@@ -84,7 +84,10 @@ def write_page(
     for task in tasks.REPORT_ORDER:
         section = result["tasks"][task]
         body.append(f'<section id="{task}"><h2>{task} — {html.escape(tasks.get(task).id)}</h2>')
-        body.append(_figures_table(section))
+        verdict = "meets its bars" if section["meets_bars"] else "does not meet its bars"
+        body.append(f'<p class="verdict {"met" if section["meets_bars"] else "unmet"}">{task} {verdict}</p>')
+        body.append(_bars_table(section["bars"]))
+        body.append("<details><summary>diagnostic figures</summary>" + _figures_table(section) + "</details>")
         items = report.load_items(corpus, task, split=result["split"], per_task=result["per_task"])
         for index, item in enumerate(items):
             text, source = _condition(item)
@@ -120,13 +123,17 @@ def write_page(
             if index == 0:
                 sheet_rows.append((task, [images.get(kind) for kind in COLUMNS]))
         body.append("</section>")
+    met = result["summary"]["tasks_meeting_bars"]
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>UniFlow-Audio demo report</title>
 <style>body{{font-family:sans-serif;margin:1em 2em}} .row{{display:flex;gap:8px;flex-wrap:wrap}}
 figure{{margin:0}} figure img{{display:block;height:{HEIGHT * 2}px}} .frames{{height:64px}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}</style></head>
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
+td.statement{{text-align:left}}</style></head>
 <body><h1>UniFlow-Audio demo report</h1>
-<p>{result["summary"]["favourable"]} of {result["summary"]["comparisons"]} comparisons favour the model.
+<p class="summary">{len(met)} of {len(result["tasks"])} tasks meet their bars ({html.escape(", ".join(met) or "none")}).
+Each bar is judged on the model's output, a fair baseline (the task's input, or other items' outputs judged
+against this item's condition) and the codec's ceiling (the reference through the codec); a tie is not progress.
 Spectrograms: 80-band log-mel, one dB scale per item (the reference's loudest bin = yellow, 80 dB below = dark).</p>
 {"".join(body)}
 </body></html>
@@ -142,6 +149,20 @@ PAIRS = {
     "generated_vs_reference": ("generated", "reference"),
     "value": ("mean", None),
 }
+
+
+def _bars_table(entries: dict) -> str:
+    rows = []
+    for name, entry in entries.items():
+        cells = "".join(f"<td>{html.escape(c)}</td>" for c in report.bar_cells(entry))
+        why = entry.get("reason") or entry.get("note") or ""
+        rows.append(
+            f'<tr class="bar"><th>{html.escape(name)}</th><td class="statement">{html.escape(entry["statement"])}</td>'
+            f"{cells}<td>{html.escape(entry['verdict'])}</td><td>{html.escape(why)}</td></tr>"
+        )
+    names = ("bar", "statement", "model", "baseline", "ceiling", "verdict", "")
+    head = "<tr>" + "".join(f"<th>{name}</th>" for name in names) + "</tr>"
+    return '<table class="bars">' + head + "".join(rows) + "</table>"
 
 
 def _figures_table(section: dict) -> str:

@@ -507,8 +507,16 @@ _EVALUATORS: dict[str, Callable[[_TaskEval], None]] = {
 }
 
 
-def evaluate_task(items: list[Item], generated_dir: pathlib.Path, features: _Features | None = None) -> dict:
-    """The report section of one task: counts, summary figures and per-item values."""
+def evaluate_task(
+    items: list[Item],
+    generated_dir: pathlib.Path,
+    features: _Features | None = None,
+    codec_dir: pathlib.Path | None = None,
+) -> dict:
+    """The report section of one task: counts, the task's bars (``demo.bars``; the codec's round trips in
+    ``codec_dir/<task>/<id>.wav`` give their ceiling), diagnostic figures and per-item values."""
+    from uniflow_jax.demo import bars  # bars builds on this module's items and features
+
     features = features or _Features()
     task = items[0].task if items else ""
     generated, missing, unreadable = {}, [], {}
@@ -531,10 +539,18 @@ def evaluate_task(items: list[Item], generated_dir: pathlib.Path, features: _Fea
         "missing": len(missing),
         "missing_ids": missing,
         "unreadable": unreadable,
+        "bars": {},
+        "meets_bars": False,
         "figures": {},
         "items": {},
     }
     if generated:
+        codec = None
+        if codec_dir is not None:
+            codec = {item.id: codec_dir / task / f"{item.id}.wav" for item in items}
+            codec = {key: path for key, path in codec.items() if path.exists()}
+        judged = bars.judge_task(items, generated, codec, features)
+        section["bars"], section["meets_bars"] = judged["bars"], judged["met"]
         ev = _TaskEval(items, generated, features)
         _duration_ratio(ev)
         _EVALUATORS[task](ev)
@@ -543,13 +559,20 @@ def evaluate_task(items: list[Item], generated_dir: pathlib.Path, features: _Fea
 
 
 def evaluate(
-    corpus: str | pathlib.Path, generated: str | pathlib.Path, *, per_task: int = 4, split: str = "val"
+    corpus: str | pathlib.Path,
+    generated: str | pathlib.Path,
+    *,
+    per_task: int = 4,
+    split: str = "val",
+    codec: str | pathlib.Path | None = None,
 ) -> dict:
-    """The whole report (JSON-ready apart from NaN, which ``write_report`` turns into null)."""
+    """The whole report (JSON-ready apart from NaN, which ``write_report`` turns into null); ``codec``: the
+    folder of the codec's round trips (``demo.codec --out_dir``), the ceiling of every bar."""
     generated = pathlib.Path(generated).resolve()
+    codec_dir = pathlib.Path(codec).resolve() if codec else None
     features = _Features()
     sections = {
-        task: evaluate_task(load_items(corpus, task, split=split, per_task=per_task), generated, features)
+        task: evaluate_task(load_items(corpus, task, split=split, per_task=per_task), generated, features, codec_dir)
         for task in tasks.REPORT_ORDER
     }
     verdicts = {}
@@ -563,6 +586,7 @@ def evaluate(
         "per_task": per_task,
         "settings": SETTINGS,
         "summary": {
+            "tasks_meeting_bars": [task for task, s in sections.items() if s["meets_bars"]],
             "favourable": sum(v["favourable"] for v in verdicts.values()),
             "comparisons": sum(v["comparisons"] for v in verdicts.values()),
             "missing": sum(s["missing"] for s in sections.values()),
@@ -585,6 +609,25 @@ def format_cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def bar_cells(entry: dict) -> tuple[str, str, str]:
+    """(model, baseline, ceiling) figures of a bar entry as text."""
+    return tuple(
+        "—" if entry.get(side) is None else format_cell(entry[side]["figure"])
+        for side in ("model", "baseline", "ceiling")
+    )
+
+
+def format_bars(entries: dict) -> list[str]:
+    lines = [f"  {'bar':<22}{'model':>8}{'baseline':>10}{'ceiling':>9}  verdict: statement"]
+    for name, entry in entries.items():
+        model, baseline, ceiling = bar_cells(entry)
+        why = f" ({entry['reason']})" if "reason" in entry else f" ({entry['note']})" if "note" in entry else ""
+        lines.append(
+            f"  {name:<22}{model:>8}{baseline:>10}{ceiling:>9}  {entry['verdict'].upper()}: {entry['statement']}{why}"
+        )
+    return lines
+
+
 def format_table(report: dict) -> str:
     """The report as text: one block per task, one line per figure."""
     lines = []
@@ -595,7 +638,9 @@ def format_table(report: dict) -> str:
             counts += f", {section['missing']} missing"
         if section["unreadable"]:
             counts += f", {len(section['unreadable'])} unreadable"
-        lines += ["", f"{task}  ({counts})"]
+        verdict = "meets its bars" if section["meets_bars"] else "does NOT meet its bars"
+        lines += ["", f"{task}  ({counts}) {verdict}"]
+        lines += format_bars(section["bars"])
         if not section["figures"]:
             continue
         lines.append(header)
@@ -619,8 +664,10 @@ def format_table(report: dict) -> str:
             cells = f"{format_cell(fig[first]):>10}{format_cell(fig[second]):>11}"
             lines.append(f"  {name:<34}{cells}  {fig['better']:<7}{wins:>7}  {verdict} ({second} as baseline)")
     summary = report["summary"]
+    met = summary["tasks_meeting_bars"]
     lines += [
         "",
+        f"{len(met)} of {len(report['tasks'])} tasks meet their bars ({', '.join(met) or 'none'}); diagnostics: "
         f"{summary['favourable']} of {summary['comparisons']} comparisons favour the model "
         f"({summary['missing']} generated files missing, {summary['unreadable']} unreadable)",
     ]
@@ -664,7 +711,7 @@ def main(argv: Sequence[str]) -> None:
         return
     if not FLAGS.generated:
         raise app.UsageError("report needs --generated GEN_DIR")
-    report = evaluate(FLAGS.corpus, FLAGS.generated, per_task=FLAGS.per_task, split=FLAGS.split)
+    report = evaluate(FLAGS.corpus, FLAGS.generated, per_task=FLAGS.per_task, split=FLAGS.split, codec=FLAGS.codec)
     print(format_table(report))
     write_report(report, FLAGS.out)
     from uniflow_jax.demo import page

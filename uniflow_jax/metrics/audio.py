@@ -132,17 +132,32 @@ def log_spectral_distance(
     return float(np.mean(np.sqrt(np.mean(diff**2, axis=0))))
 
 
-def log_mel_distance(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float:
+def log_mel_distance(
+    estimate: np.ndarray, reference: np.ndarray, sample_rate: int, *, max_hz: float | None = None
+) -> float:
     """Mean |Δ log10 mel power| (see ``SETTINGS["log_mel"]``): 0 for a perfect copy; a spectrogram that is
     recognisably the reference's stays well under 0.5; broadband noise in its place, or faint noise where the
-    reference is silent, is above 1."""
+    reference is silent, is above 1. ``max_hz``: only the bands centred at or below it (a kept low band)."""
     import librosa
 
     est, ref = _common(estimate, reference)
     mel = lambda x: librosa.feature.melspectrogram(  # noqa: E731
         y=x, sr=sample_rate, n_fft=LOG_MEL_N_FFT, hop_length=LOG_MEL_HOP, n_mels=LOG_MEL_BANDS, power=2.0
     )
-    return float(np.mean(np.abs(np.log10(mel(ref) + LOG_MEL_EPS) - np.log10(mel(est) + LOG_MEL_EPS))))
+    diff = np.abs(np.log10(mel(ref) + LOG_MEL_EPS) - np.log10(mel(est) + LOG_MEL_EPS))
+    if max_hz is not None:
+        centres = librosa.mel_frequencies(n_mels=LOG_MEL_BANDS + 2, fmax=sample_rate / 2)[1:-1]
+        diff = diff[centres <= max_hz]
+        if not len(diff):
+            raise ValueError(f"no mel band centred below {max_hz} Hz")
+    return float(np.mean(diff))
+
+
+def band_energy_db(audio: np.ndarray, sample_rate: int, min_hz: float) -> float:
+    """Energy (dB re 1, floored at -200 dB) of the STFT bins at or above ``min_hz`` (n_fft/hop of LSD)."""
+    power = power_spectrogram(audio)
+    freqs = np.fft.rfftfreq(LSD_N_FFT, 1 / sample_rate)
+    return 10.0 * float(np.log10(max(float(power[freqs >= min_hz].sum()), 1e-20)))
 
 
 def rms_db_difference(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -344,3 +359,35 @@ def envelope_correlation(a: np.ndarray, b: np.ndarray) -> float:
     if ea.std() == 0 or eb.std() == 0:
         return 0.0
     return float(np.corrcoef(ea, eb)[0, 1])
+
+
+def tempo_bpm(audio: np.ndarray, sample_rate: int, hop_length: int = ONSET_HOP) -> float:
+    """Global tempo (beats per minute): librosa's tempogram estimate over its spectral-flux onset envelope (its
+    default log-normal prior around 120 BPM); it can be off by an octave (half or double)."""
+    import librosa
+
+    envelope = librosa.onset.onset_strength(y=_mono(audio), sr=sample_rate, hop_length=hop_length)
+    return float(librosa.feature.tempo(onset_envelope=envelope, sr=sample_rate, hop_length=hop_length)[0])
+
+
+def sweep_directions(audio: np.ndarray, sample_rate: int) -> list[int]:
+    """+1 / -1 for every sustained sound (≥ 100 ms within 25 dB of the loudest frame) whose strongest STFT bin
+    rises / falls monotonically (Spearman ρ of log frequency against time beyond ±0.8); steady or noisy sounds
+    give nothing. A chirp counts, a beep or a burst does not."""
+    import librosa
+    from scipy import stats
+
+    hop = sample_rate // 100
+    power = np.abs(librosa.stft(_mono(audio), n_fft=1024, hop_length=hop)) ** 2
+    energy = power.sum(axis=0)
+    loud = energy > energy.max() * 10 ** (-2.5)
+    peak = np.log(librosa.fft_frequencies(sr=sample_rate, n_fft=1024)[power.argmax(axis=0)] + 1.0)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
+    directions = []
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if end - start < 10 or np.ptp(peak[start:end]) == 0:
+            continue
+        rho = stats.spearmanr(np.arange(end - start), peak[start:end]).statistic
+        if abs(rho) > 0.8:
+            directions.append(int(np.sign(rho)))
+    return directions
