@@ -130,7 +130,16 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
         )
     )
     config.optimizer = ml_collections.ConfigDict(
-        dict(learning_rate=5e-5, warmup_steps=10_000, clip_norm=1.0, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
+        dict(
+            learning_rate=5e-5,
+            warmup_steps=10_000,
+            decay_steps=0,  # 0: constant after the warm-up (the original); N: cosine decay to 1 % at step N
+            clip_norm=1.0,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            weight_decay=0.01,
+        )
     )
     # Training the VAE itself (objective "vae"): random crops, L1 + multi-resolution STFT + KL.
     config.vae_training = ml_collections.ConfigDict(

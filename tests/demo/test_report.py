@@ -2,6 +2,7 @@
 "model" which returns the references (and copes with missing, unreadable and wrong-rate files)."""
 
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -14,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from uniflow_jax import tasks
+from uniflow_jax.demo import bars
 from uniflow_jax.demo import corpus as demo_corpus
 from uniflow_jax.demo import report as demo_report
 from uniflow_jax.frontends.symbols import note_to_midi, svs_phone_ids, tts_phone_ids
@@ -146,11 +148,51 @@ def test_report_favours_the_references(corpus, copied, tmp_path):
     assert Image.open(tmp_path / "report.png").size[1] >= len(tasks.TASKS) * 80
 
 
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium for the report page test (.ci/run installs Debian's chromium)")
+        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium)")
+    return found
+
+
+def test_report_page_in_a_headless_browser(corpus, copied, tmp_path):
+    """report.html opened by a real browser from the file system: it loads without script errors, every image
+    loads, every task and item is in the rendered page, and the screenshot shows spectrograms (structure, not
+    pixels: the share of coloured pixels and their rows)."""
+    browser = _chromium()
+    out = tmp_path / "report.json"
+    run("report", "--corpus", str(corpus), "--generated", str(copied), "--out", str(out), "--per_task", "2")
+    url = (tmp_path / "report.html").as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, dom[:2000]
+    images = re.search(r'data-images="(\d+)/(\d+)"', body[1])
+    assert images and images[1] == images[2] and int(images[2]) > 2 * len(tasks.TASKS), body[1]
+    assert "data-errors" not in body[1], body[1]
+    for task in tasks.REPORT_ORDER:
+        assert f'<section id="{task}">' in dom and dom.count(f'<div class="item" id="{task}_val_') == 2, task
+    assert dom.count('<tr class="bar">') == sum(len(b) for b in bars.BARS.values())
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", "--window-size=1400,2400", url], capture_output=True, timeout=120
+    )
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB"), np.int16)
+    assert pixels.shape[:2] == (2400, 1400)
+    coloured = (pixels.max(axis=2) - pixels.min(axis=2)) > 60  # viridis spectrograms; text and tables are grey
+    assert coloured.mean() > 0.05, coloured.mean()
+    rows = np.flatnonzero(coloured.mean(axis=1) > 0.05)  # bands of spectrogram rows, one per item shown
+    bands = 1 + np.count_nonzero(np.diff(rows) > 20)
+    assert bands >= 4, bands
+
+
 def test_bars_refuse_a_model_that_ignores_its_condition(corpus, copied, tmp_path):
     """Every item answered with the other item's reference: a plausible sound, the wrong condition. The bars
     that depend on the condition must not be met, and no bar may count a tie as met."""
-    from uniflow_jax.demo import bars
-
     features = demo_report._Features()
     for task in tasks.REPORT_ORDER:
         items = demo_report.load_items(corpus, task, per_task=2)

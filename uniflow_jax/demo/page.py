@@ -129,7 +129,18 @@ def write_page(
 <style>body{{font-family:sans-serif;margin:1em 2em}} .row{{display:flex;gap:8px;flex-wrap:wrap}}
 figure{{margin:0}} figure img{{display:block;height:{HEIGHT * 2}px}} .frames{{height:64px}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
-td.statement{{text-align:left}}</style></head>
+td.statement{{text-align:left}} img.broken{{outline:3px solid red}}</style>
+<script>
+// After loading: mark images that failed to load and record the counts (a headless browser test reads them).
+window.addEventListener("error", (e) => {{
+  document.body.dataset.errors = (document.body.dataset.errors || "") + e.message;
+}});
+window.addEventListener("load", () => {{
+  const images = [...document.images], broken = images.filter((i) => !(i.complete && i.naturalWidth > 0));
+  broken.forEach((i) => i.classList.add("broken"));
+  document.body.dataset.images = `${{images.length - broken.length}}/${{images.length}}`;
+}});
+</script></head>
 <body><h1>UniFlow-Audio demo report</h1>
 <p class="summary">{len(met)} of {len(result["tasks"])} tasks meet their bars ({html.escape(", ".join(met) or "none")}).
 Each bar is judged on the model's output, a fair baseline (the task's input, or other items' outputs judged

@@ -7,7 +7,13 @@ import optax
 
 
 def learning_rate(cfg: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warm-up from 0 over ``warmup_steps``, then constant (HF ``constant_with_warmup``)."""
+    """Linear warm-up from 0 over ``warmup_steps``, then constant (HF ``constant_with_warmup``, the original's);
+    with ``decay_steps`` > 0, a cosine decay after the warm-up reaching 1 % of the peak at step ``decay_steps``
+    (a codec trained from scratch keeps improving as its step size falls)."""
+    if cfg.get("decay_steps", 0) > 0:
+        return optax.warmup_cosine_decay_schedule(
+            0.0, cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, end_value=0.01 * cfg.learning_rate
+        )
     if cfg.warmup_steps <= 0:
         return optax.constant_schedule(cfg.learning_rate)
     return optax.join_schedules(
