@@ -12,9 +12,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["uniflow_jax", "uniflow_jax.*"]),
-    # The original's resource files, read through importlib.resources (uniflow_jax/resources/__init__.py).
-    package_data={"uniflow_jax.resources": ["*.json"]},
-    zip_safe=True,
+    # The original's resource files and the demo's codec, read through importlib.resources (uniflow_jax/resources).
+    package_data={"uniflow_jax.resources": ["*.json", "*.safetensors"]},
+    zip_safe=False,  # the demo codec is read from a file path (safetensors)
     # Floors: the versions verified together (see README, "Versions"); caps: the next minor release of the
     # fast-moving JAX ecosystem packages, whose APIs change between minors.
     install_requires=[

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The demo, end to end on a CPU: install, build the demo corpus, train the demo VAE, train a small UniFlow on
-# all seven tasks, generate held-out inputs of every task with `python -m uniflow_jax.sample`, and report
-# per-task figures that show what was learned.
+# The demo, end to end on a CPU: install, build the demo corpus, measure the demo codec (a VAE trained ahead of
+# time and shipped in the package; RETRAIN_CODEC=1 trains it from scratch first), train a small UniFlow on all
+# seven tasks, generate held-out inputs of every task with `python -m uniflow_jax.sample`, and report per-task
+# bars that show what was learned (OUT/report.html to look and listen, OUT/report.json).
 #
 #   bash scripts/demo.sh [OUT_DIR]          (default: demo_out; about 15 minutes on 2 cores)
 #
 # It runs from any directory (OUT_DIR is taken relative to where you are) and installs the package with its
 # `demo` extra into the checkout's .venv when that environment lacks it. DEMO_VENV=DIR uses another
 # environment (CI: a non-editable install of the wheel). Steps and corpus (CORPUS=TRAIN:VAL clips per task,
-# default 64:16) can be shortened for a smoke run:
-#   VAE_STEPS=20 FLOW_STEPS=20 PER_TASK=2 CORPUS=8:2 bash scripts/demo.sh /tmp/smoke
+# default 64:16) can be shortened for a smoke run (VAE_STEPS: the codec's steps when RETRAIN_CODEC=1):
+#   FLOW_STEPS=20 PER_TASK=2 CORPUS=8:2 bash scripts/demo.sh /tmp/smoke
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-demo_out}
@@ -65,10 +66,16 @@ DATA="$OUT/demo_data"
 stamp "building the demo corpus in $DATA"
 run uniflow_jax.demo.corpus --out "$DATA" --num_train "$NUM_TRAIN" --num_val "$NUM_VAL"
 
-stamp "training the demo VAE"
-run uniflow_jax.train --config "$REPO/configs/vae_demo.py:$DATA" --workdir "$OUT/vae" \
-  ${VAE_STEPS:+--config.train.num_steps=$VAE_STEPS}
-run uniflow_jax.export --workdir "$OUT/vae" --out "$OUT/vae.safetensors"
+if [ "${RETRAIN_CODEC:-0}" = 1 ]; then
+  stamp "training the demo codec from scratch (RETRAIN_CODEC=1: scripts/train_demo_codec.sh, about 35 minutes)"
+  PYTHON="$PY" CODEC_STEPS=$VAE_STEPS CODEC_CORPUS=${CODEC_CORPUS:-$NUM_TRAIN:$PER_TASK} \
+    bash "$REPO/scripts/train_demo_codec.sh" "$OUT/codec_training"
+  cp "$OUT/codec_training/demo_codec.safetensors" "$OUT/vae.safetensors"
+else
+  stamp "the demo codec: trained ahead of time (scripts/train_demo_codec.sh), shipped in the package"
+  "$PY" -c 'import shutil, sys; from uniflow_jax import resources; shutil.copy(resources.path("demo_codec.safetensors"), sys.argv[1])' \
+    "$OUT/vae.safetensors"
+fi
 stamp "the codec's round trip of held-out clips (the ceiling of every generated figure)"
 run uniflow_jax.demo.codec --config "$REPO/configs/demo.py:$DATA" --vae "$OUT/vae.safetensors" \
   --per_task "$PER_TASK" --json "$OUT/codec.json" --out_dir "$OUT/codec"

@@ -12,7 +12,9 @@ PACKAGE = pathlib.Path(uniflow_jax.__file__).parent
 
 
 def test_every_resource_file_is_listed_and_reads():
-    assert sorted(resources.FILES) == sorted(p.name for p in (PACKAGE / "resources").glob("*.json"))
+    shipped = [p.name for pattern in ("*.json", "*.safetensors") for p in (PACKAGE / "resources").glob(pattern)]
+    assert sorted(resources.FILES) == sorted(shipped)
+    assert all(resources.path(name).is_file() for name in resources.FILES)
     assert len(tasks.instructions()) == len(tasks.TASKS) and all(len(v) == 10 for v in tasks.instructions().values())
     assert len(symbols.tts_phones()) > 60 and symbols.singer_id("Alto-2") >= 0
     with pytest.raises(KeyError, match="unknown resource"):

@@ -143,7 +143,7 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
     )
     # Training the VAE itself (objective "vae"): random crops, L1 + multi-resolution STFT + KL.
     config.vae_training = ml_collections.ConfigDict(
-        dict(segment_seconds=0.5, kl_weight=1e-4, stft_weight=1.0, l1_weight=1.0)
+        dict(segment_seconds=0.5, kl_weight=1e-4, stft_weight=1.0, l1_weight=1.0, mel_weight=0.0)
     )
 
     config.mesh = ml_collections.ConfigDict()

@@ -284,3 +284,24 @@ def test_codec_round_trip_command(corpus, tmp_path):
         assert (tmp_path / "round_trips" / task / f"{entry['clips'][0]['id']}.wav").exists()
         assert np.isfinite(entry["mean"]["log_mel_distance"]) and entry["mean"]["log_mel_distance"] > 0.5  # random
         assert ("pesq_wb" in entry["mean"]) == (task in ("tts", "se"))
+
+
+def test_train_demo_codec_script(tmp_path):
+    """scripts/train_demo_codec.sh (RETRAIN_CODEC=1 of the demo), shortened: a corpus of its own, a few steps,
+    weights the codec command loads, and a record of recipe, data, wall time and round trip."""
+    env = {**os.environ, "PYTHON": sys.executable, "CODEC_STEPS": "2", "CODEC_CORPUS": "2:1"}
+    result = subprocess.run(
+        ["bash", str(REPO.parent / "scripts/train_demo_codec.sh"), str(tmp_path / "codec")],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    record = json.loads((tmp_path / "codec" / "demo_codec.json").read_text())
+    assert record["steps"] == 2 and record["corpus"]["seed"] == 1 and record["wall_seconds_to_export"] > 0
+    assert set(record["round_trip"]) == set(tasks.REPORT_ORDER)
+    assert all(np.isfinite(v["log_mel_distance"]) for v in record["round_trip"].values())
+    from uniflow_jax import config_lib
+    from uniflow_jax.demo import codec
+
+    config = config_lib.load_config_file(str(REPO.parent / "configs/demo.py"), str(tmp_path / "codec/codec_data"))
+    trained = codec.load_vae(config, str(tmp_path / "codec" / "demo_codec.safetensors"))
+    assert np.isfinite(trained.round_trip(np.zeros(4800, np.float32))).all()

@@ -137,3 +137,23 @@ def test_a_silent_target_does_not_swamp_the_spectral_loss():
     faint = jnp.asarray(rng.standard_normal((1, 4800)) * 1e-3, jnp.float32)
     loss = float(vo.multi_resolution_stft_loss(faint, silent, fft_sizes=(512, 64)))
     assert np.isfinite(loss) and loss < 25.0  # without the floor: spectral convergence ~ 1e2 per resolution
+
+
+def test_mel_loss_is_the_demo_log_mel_distance():
+    """At the (1024, 80) scale the mel term is the log-mel distance the demo codec is judged by (up to the STFT's
+    edge padding), zero for a copy, and padding beyond the mask does not change it."""
+    from uniflow_jax.metrics import audio as metrics
+
+    rng = np.random.default_rng(0)
+    t = np.arange(24000) / 24000
+    target = (0.3 * np.sin(2 * np.pi * 220 * t) * (t < 0.6)).astype(np.float32)
+    pred = (target + 0.01 * rng.normal(size=t.shape)).astype(np.float32)
+    ours = float(vo.multi_scale_mel_loss(jnp.asarray(pred[None]), jnp.asarray(target[None]), 24000,
+                                                    scales=((1024, 80),)))  # fmt: skip
+    assert ours == pytest.approx(metrics.log_mel_distance(pred, target, 24000), rel=0.05)
+    assert float(vo.multi_scale_mel_loss(jnp.asarray(target[None]), jnp.asarray(target[None]), 24000)) == 0
+    mask = jnp.arange(30000)[None] < 24000
+    padded = lambda x, fill: jnp.asarray(np.concatenate([x, np.full(6000, fill, np.float32)])[None])  # noqa: E731
+    a = vo.multi_scale_mel_loss(padded(pred, 0.0), padded(target, 0.0), 24000, mask)
+    b = vo.multi_scale_mel_loss(padded(pred, 0.5), padded(target, -0.5), 24000, mask)
+    assert float(a) == pytest.approx(float(b), rel=1e-6)

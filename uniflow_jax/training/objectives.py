@@ -136,7 +136,9 @@ class VAEObjective:
         t = config.vae_training
         hop = self.cfg.hop_length
         self.segment = round(t.segment_seconds * config.model.sample_rate) // hop * hop
-        self.weights = dict(kl_weight=t.kl_weight, stft_weight=t.stft_weight, l1_weight=t.l1_weight)
+        self.weights = dict(
+            kl_weight=t.kl_weight, stft_weight=t.stft_weight, l1_weight=t.l1_weight, mel_weight=t.mel_weight
+        )
         self.frozen = {}
 
     def make_model(self, rngs: nnx.Rngs) -> vae.VAE:

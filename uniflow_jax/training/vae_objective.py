@@ -1,4 +1,5 @@
-"""The objective for training the Oobleck waveform VAE from scratch: time-domain L1 + multi-resolution STFT + KL.
+"""The objective for training the Oobleck waveform VAE from scratch: time-domain L1 + multi-resolution STFT +
+(optionally) multi-scale log-mel + KL.
 
 The reconstruction terms follow auraloss / stable-audio-tools: per STFT resolution, spectral convergence
 ‖|S|−|Ŝ|‖_F / ‖|S|‖_F plus the mean absolute log-magnitude difference, on a periodic Hann window with centred
@@ -16,8 +17,11 @@ in the train step, and the demo's small VAE trains adequately on L1 + MR-STFT + 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from uniflow_jax.models.vae import VAE
 
@@ -93,6 +97,48 @@ def multi_resolution_stft_loss(
     return total / len(fft_sizes)
 
 
+MEL_SCALES: tuple[tuple[int, int], ...] = ((512, 40), (1024, 80), (2048, 160))  # (n_fft, mel bands), hop n_fft/4
+_MEL_EPS = 1e-8  # added to the mel power: the floor of the demo's log-mel distance (metrics.audio.LOG_MEL_EPS)
+
+
+@functools.cache
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).T.astype(np.float32)  # (bins, mels)
+
+
+def multi_scale_mel_loss(
+    pred: jax.Array,
+    target: jax.Array,
+    sample_rate: int,
+    mask: jax.Array | None = None,
+    *,
+    scales: tuple[tuple[int, int], ...] = MEL_SCALES,
+) -> jax.Array:
+    """Mean over scales of mean |log10(mel power + eps) − log10(mel power' + eps)| (Slaney mel filters, as
+    librosa): the log-mel distance the demo's codec is judged by, at three resolutions. The mel scale spends its
+    bands where harmonics and formants are resolved, which the linear bins of the STFT loss under-weight (DAC and
+    HiFi-GAN train their decoders on such a loss). ``mask`` as ``multi_resolution_stft_loss``."""
+    pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
+    if mask is not None:
+        mask = mask.astype(jnp.float32)
+        pred, target = pred * mask, target * mask
+    n = pred.shape[-1]
+    total = jnp.zeros((), jnp.float32)
+    for n_fft, n_mels in scales:
+        hop = n_fft // 4
+        filters = jnp.asarray(_mel_filters(sample_rate, n_fft, n_mels))
+        mel = lambda x: jnp.square(_stft_magnitude(x, n_fft, hop)) @ filters  # noqa: E731, B023
+        diff = jnp.abs(jnp.log10(mel(target) + _MEL_EPS) - jnp.log10(mel(pred) + _MEL_EPS))
+        if mask is None:
+            total = total + jnp.mean(diff)
+        else:
+            frame_mask = jnp.pad(mask, ((0, 0), (0, hop)))[:, ::hop][:, : 1 + n // hop]
+            total = total + jnp.sum(diff * frame_mask[..., None]) / jnp.maximum(jnp.sum(frame_mask) * n_mels, 1.0)
+    return total / len(scales)
+
+
 def masked_l1(pred: jax.Array, target: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Mean |pred − target| over the valid samples of (B, N) waveforms (all of them without ``mask``)."""
     diff = jnp.abs(pred.astype(jnp.float32) - target.astype(jnp.float32))
@@ -120,10 +166,12 @@ def vae_loss(
     kl_weight: float = 1e-4,
     stft_weight: float = 1.0,
     l1_weight: float = 1.0,
+    mel_weight: float = 0.0,
     fft_sizes: tuple[int, ...] = DEFAULT_FFT_SIZES,
     hop_ratio: float = 0.25,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Encode → sample z = μ + σ·ε → decode; l1_weight·L1 + stft_weight·MR-STFT + kl_weight·KL.
+    """Encode → sample z = μ + σ·ε → decode; l1_weight·L1 + stft_weight·MR-STFT + mel_weight·log-mel +
+    kl_weight·KL.
 
     ``wave`` (B, N), N a multiple of the VAE's hop; ``lengths`` (B,) valid samples. The L1 and STFT terms see only
     the valid samples, the KL only latent frames < length // hop. Returns the total and {"vae/l1", "vae/stft",
@@ -142,4 +190,8 @@ def vae_loss(
     stft = multi_resolution_stft_loss(recon, wave, mask, fft_sizes=fft_sizes, hop_ratio=hop_ratio)
     kl = kl_divergence(mean, std, vae.latent_mask(lengths, mean.shape[1]))
     total = l1_weight * l1 + stft_weight * stft + kl_weight * kl
-    return total, {"vae/l1": l1, "vae/stft": stft, "vae/kl": kl}
+    terms = {"vae/l1": l1, "vae/stft": stft, "vae/kl": kl}
+    if mel_weight:
+        terms["vae/mel"] = multi_scale_mel_loss(recon, wave, vae.cfg.sample_rate, mask)
+        total = total + mel_weight * terms["vae/mel"]
+    return total, terms
