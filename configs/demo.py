@@ -14,7 +14,7 @@ def get_config(corpus: str = "demo_data"):
     config = config_lib.base_config("tiny")
     config.model.dit.update(embed_dim=128, depth=4, num_heads=4, context_dim=64, ta_context_dim=64)
     config.model.content_dim = config.model.video_dim = 64
-    config.model.vae.update(channels=8, latent_dim=32)
+    config.model.vae.update(channels=8, latent_dim=32)  # the demo codec (trained ahead of time: demo_codec.py)
     config.model.clip.update(image_size=32, patch_size=8, hidden_size=64, intermediate_size=128, num_layers=2)
     config.model.phoneme.update(d_model=64, num_layers=2)
     config.model.score.update(d_model=64, num_layers=2)
