@@ -34,7 +34,7 @@ def get_config(corpus: str = "demo_data"):
     config.data.max_seconds = dict(tts=4.0, svs=4.0)
 
     config.train.update(
-        num_steps=300, global_batch_size=8, log_every=25, checkpoint_every=100, eval_every=100, eval_batches=2
+        num_steps=400, global_batch_size=8, log_every=25, checkpoint_every=200, eval_every=200, eval_batches=2
     )
     config.optimizer.update(learning_rate=1e-3, warmup_steps=50)
     config.flow.num_steps = 16

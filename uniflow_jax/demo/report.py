@@ -3,6 +3,7 @@ of per-task figures that show whether a model trained on the corpus learnt its c
 
     python -m uniflow_jax.demo.report requests --corpus DEMO --out REQ_DIR [--per_task 4]
     python -m uniflow_jax.demo.report report --corpus DEMO --generated GEN_DIR --out report.json [--per_task 4]
+        [--codec ROUND_TRIPS]
 
 ``requests`` writes ``REQ_DIR/requests.jsonl``: the first ``per_task`` rows of every task's split, one JSON
 object per line, ``{"id": <audio_id>, "task": <short id>, ...}`` with the remaining fields named like
@@ -10,11 +11,13 @@ object per line, ``{"id": <audio_id>, "task": <short id>, ...}`` with the remain
 svs ``score_phonemes``, ``score_notes``, ``score_durations``, ``score_slurs``, ``singer``; se
 ``noisy_speech``; sr ``low_sr_audio``; v2a ``video``); paths are absolute.
 
-``report`` reads ``GEN_DIR/<task>/<id>.wav`` (24 kHz mono) for the same rows and compares it with the
-corpus: against the clean target and the model's input where the task has one (SE, SR: output vs input),
+``report`` reads ``GEN_DIR/<task>/<id>.wav`` (24 kHz mono) for the same rows and judges each task by its bars
+(``demo.bars``: model vs fair baseline vs the codec's ceiling, from the round trips in ``--codec``), then gives
+diagnostic figures: against the clean target and the model's input where the task has one (SE, SR: output vs input),
 and otherwise against the item's own reference versus the other items' references ("own vs mismatched": a
 model that follows its conditioning is closer to its own reference). Missing or unreadable files are
-counted; a file at another sample rate is an error. Metric definitions: ``uniflow_jax.metrics.audio``.
+counted; a file at another sample rate is an error. Metric definitions: ``uniflow_jax.metrics.audio``. It also
+writes ``report.html`` (open it in a browser) and ``report.png`` beside the JSON (``demo.page``).
 """
 
 from __future__ import annotations
