@@ -57,4 +57,4 @@ def test_the_shipped_demo_codec_fits_the_demo_config():
     t = np.arange(24000) / 24000
     tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     decoded = vae.round_trip(tone)
-    assert np.isfinite(decoded).all() and abs(20 * np.log10(np.std(decoded[2400:-2400]) / np.std(tone))) < 12
+    assert np.isfinite(decoded).all() and abs(20 * np.log10(np.std(decoded[2400:-2400]) / np.std(tone))) < 3
