@@ -194,7 +194,7 @@ def test_bars_refuse_a_model_that_ignores_its_condition(corpus, copied, tmp_path
     """Every item answered with the other item's reference: a plausible sound, the wrong condition. The bars
     that depend on the condition must not be met, and no bar may count a tie as met."""
     features = demo_report._Features()
-    for task in tasks.REPORT_ORDER:
+    for task in ("t2a", "t2m", "tts", "svs", "v2a"):  # SE and SR are judged against their input, not other items
         items = demo_report.load_items(corpus, task, per_task=2)
         swapped = {items[0].id: items[1].target, items[1].id: items[0].target}
         judged = bars.judge_task(items, swapped, None, features)

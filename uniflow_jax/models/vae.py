@@ -28,11 +28,6 @@ class VAEConfig:
     sample_rate: int = 24000
     dtype: str = "float32"
 
-    def __post_init__(self):
-        # A stride-s block convolves with kernel 2s and padding ceil(s/2): exactly s× shorter/longer only for even s.
-        if any(s % 2 for s in self.strides):
-            raise ValueError(f"VAE strides must be even (only then does a block scale lengths exactly): {self.strides}")
-
     @property
     def hop_length(self) -> int:
         return math.prod(self.strides)

@@ -133,6 +133,10 @@ class VAEObjective:
     def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
         del mesh
         self.cfg = config_lib.vae_config(config)
+        # A stride-s block convolves with kernel 2s, padding ceil(s/2): decode(encode(x)) keeps x's length only
+        # when every stride is even (odd ones decode fine, but the reconstruction loss needs equal lengths).
+        if any(s % 2 for s in self.cfg.strides):
+            raise ValueError(f"training the VAE needs even strides (model.vae.strides = {self.cfg.strides})")
         t = config.vae_training
         hop = self.cfg.hop_length
         self.segment = round(t.segment_seconds * config.model.sample_rate) // hop * hop
