@@ -58,6 +58,14 @@ def _frobenius(x: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
+def _frame_mean(diff: jax.Array, mask: jax.Array | None, hop: int, n: int) -> jax.Array:
+    """Mean of per-frame, per-bin ``diff`` (B, frames, bins) over the frames whose centre is a valid sample."""
+    if mask is None:
+        return jnp.mean(diff)
+    frame_mask = jnp.pad(mask, ((0, 0), (0, hop)))[:, ::hop][:, : 1 + n // hop]
+    return jnp.sum(diff * frame_mask[..., None]) / jnp.maximum(jnp.sum(frame_mask) * diff.shape[-1], 1.0)
+
+
 def multi_resolution_stft_loss(
     pred: jax.Array,
     target: jax.Array,
@@ -85,14 +93,7 @@ def multi_resolution_stft_loss(
         pred_mag, target_mag = _stft_magnitude(pred, n_fft, hop), _stft_magnitude(target, n_fft, hop)
         floor = _SC_FLOOR * jnp.sqrt(jnp.float32(target_mag.size))
         sc = _frobenius(target_mag - pred_mag) / jnp.maximum(_frobenius(target_mag), floor)
-        log_diff = jnp.abs(jnp.log(target_mag) - jnp.log(pred_mag))
-        if mask is None:
-            log_mag = jnp.mean(log_diff)
-        else:
-            num_frames = 1 + n // hop
-            frame_mask = jnp.pad(mask, ((0, 0), (0, hop)))[:, ::hop][:, :num_frames]  # mask at each frame centre
-            denom = jnp.maximum(jnp.sum(frame_mask) * log_diff.shape[-1], 1.0)
-            log_mag = jnp.sum(log_diff * frame_mask[..., None]) / denom
+        log_mag = _frame_mean(jnp.abs(jnp.log(target_mag) - jnp.log(pred_mag)), mask, hop, n)
         total = total + sc + log_mag
     return total / len(fft_sizes)
 
@@ -131,11 +132,7 @@ def multi_scale_mel_loss(
         filters = jnp.asarray(_mel_filters(sample_rate, n_fft, n_mels))
         mel = lambda x: jnp.square(_stft_magnitude(x, n_fft, hop)) @ filters  # noqa: E731, B023
         diff = jnp.abs(jnp.log10(mel(target) + _MEL_EPS) - jnp.log10(mel(pred) + _MEL_EPS))
-        if mask is None:
-            total = total + jnp.mean(diff)
-        else:
-            frame_mask = jnp.pad(mask, ((0, 0), (0, hop)))[:, ::hop][:, : 1 + n // hop]
-            total = total + jnp.sum(diff * frame_mask[..., None]) / jnp.maximum(jnp.sum(frame_mask) * n_mels, 1.0)
+        total = total + _frame_mean(diff, mask, hop, n)
     return total / len(scales)
 
 
