@@ -2,7 +2,6 @@
 
 import dataclasses
 import functools
-import types
 
 import jax
 import jax.numpy as jnp
@@ -88,35 +87,7 @@ def test_forward_flops_scaling():
     assert flops.dit_forward_flops(deeper, 4, 64, 16) > f(4, 64, 16)
 
 
-def _fake(kind: str, platform: str = "gpu"):
-    return types.SimpleNamespace(device_kind=kind, platform=platform)
-
-
-@pytest.mark.parametrize(
-    ("kind", "platform", "tflops"),
-    [
-        ("TPU v4", "tpu", 275),
-        ("TPU v5 lite", "tpu", 197),
-        ("TPU v5e", "tpu", 197),
-        ("TPU v5", "tpu", 459),
-        ("TPU v5p", "tpu", 459),
-        ("TPU v6 lite", "tpu", 918),
-        ("NVIDIA H100 80GB HBM3", "gpu", 989),
-        ("NVIDIA H100 PCIe", "gpu", 756),
-        ("NVIDIA H200", "gpu", 989),
-        ("NVIDIA A100-SXM4-40GB", "gpu", 312),
-        ("NVIDIA A100 80GB PCIe", "gpu", 312),
-    ],
-)
-def test_device_peak_flops(kind, platform, tflops):
-    assert flops.device_peak_flops(_fake(kind, platform)) == pytest.approx(tflops * 1e12)
-
-
-def test_device_peak_flops_unknown_cpu_and_override():
-    assert flops.device_peak_flops(jax.devices("cpu")[0]) is None
-    assert flops.device_peak_flops(_fake("cpu", "cpu")) is None
-    assert flops.device_peak_flops(_fake("Some Future Chip")) is None
-    assert flops.device_peak_flops(jax.devices("cpu")[0], override=1.5e11) == 1.5e11
+def test_mfu():
     assert flops.mfu(1e12, 1.0, 2, 1e12) == pytest.approx(0.5)
     assert jnp.isnan(flops.mfu(1e12, 1.0, 2, None))
 

@@ -24,32 +24,6 @@ import jax.numpy as jnp
 from uniflow_jax.models.dit import DiTConfig
 from uniflow_jax.models.vae import VAEConfig
 
-# Dense (no sparsity) bf16 peak per chip, in TFLOP/s, from the vendors' data sheets. MFU is quoted against the
-# bf16 figure even for f32 runs (the usual convention; f32 runs then simply show a low MFU).
-DEVICE_PEAK_TFLOPS: dict[str, float] = {
-    "TPU v4": 275.0,
-    "TPU v5e": 197.0,
-    "TPU v5p": 459.0,
-    "TPU v6e": 918.0,
-    "H100": 989.0,  # SXM
-    "H100 PCIe": 756.0,
-    "H200": 989.0,
-    "A100": 312.0,
-}
-
-# ``device.device_kind`` substrings (lower case) → key of DEVICE_PEAK_TFLOPS, most specific first: TPU v5e
-# reports itself as "TPU v5 lite" and v5p as "TPU v5"; GPUs as e.g. "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB".
-_KIND_PATTERNS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("v5 lite", "v5lite", "v5e"), "TPU v5e"),
-    (("v6 lite", "v6lite", "v6e"), "TPU v6e"),
-    (("v5p", "tpu v5"), "TPU v5p"),
-    (("tpu v4",), "TPU v4"),
-    (("h100 pcie",), "H100 PCIe"),
-    (("h100",), "H100"),
-    (("h200",), "H200"),
-    (("a100",), "A100"),
-)
-
 
 def _linear(tokens: int, d_in: int, d_out: int) -> float:
     """FLOPs of a dense layer applied to ``tokens`` rows: 2·tokens·d_in·d_out."""
@@ -141,29 +115,6 @@ def vae_decode_flops(cfg: VAEConfig, batch: int, frames: int) -> float:
         flops += up + sum(_conv(7, c_out, c_out, t, d) + _conv(1, c_out, c_out, t) for d in (1, 3, 9))
     flops += _conv(7, cfg.channels, cfg.io_channels, t)
     return batch * flops
-
-
-def peak_tflops_for_kind(device_kind: str) -> float | None:
-    """Bf16 dense peak (TFLOP/s) for a ``device_kind`` string, or None when unknown (CPU included)."""
-    kind = device_kind.lower()
-    for patterns, key in _KIND_PATTERNS:
-        if any(p in kind for p in patterns):
-            return DEVICE_PEAK_TFLOPS[key]
-    return None
-
-
-def device_peak_flops(device: Any, override: float | None = None) -> float | None:
-    """Peak FLOP/s of one chip for MFU: ``override`` (FLOP/s) when given, else the table; None on CPU or
-    an unknown accelerator (then report FLOP/s, or pass the :func:`measure_matmul_flops` figure as override).
-
-    ``device`` is a ``jax.Device`` (anything with ``device_kind`` and, optionally, ``platform``).
-    """
-    if override is not None:
-        return float(override)
-    if getattr(device, "platform", None) == "cpu":
-        return None
-    tflops = peak_tflops_for_kind(str(getattr(device, "device_kind", "")))
-    return None if tflops is None else tflops * 1e12
 
 
 def measure_matmul_flops(n: int = 2048, seconds: float = 2.0) -> float:

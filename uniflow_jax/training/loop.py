@@ -24,7 +24,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from uniflow_jax import config_lib, parallel, tasks
+from uniflow_jax import config_lib, hardware, parallel, tasks
 from uniflow_jax.data import pipeline
 from uniflow_jax.training import checkpoint, flops, objectives, optimizer
 from uniflow_jax.training import evaluators as evaluators_lib
@@ -148,7 +148,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
         )
         steps = train_step.CompiledSteps(fn, shardings, objective.frozen, objective)
         evaluators = evaluators_lib.make(config, objective, spec, mesh)
-        peak = flops.device_peak_flops(jax.devices()[0], t.peak_tflops * 1e12 if t.peak_tflops else None)
+        peak = hardware.device_peak_flops(jax.devices()[0], t.peak_tflops * 1e12 if t.peak_tflops else None)
         preemption = _Preemption()
         logged: dict[str, float] = {}
         window: list[dict] = []
