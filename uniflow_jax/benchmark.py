@@ -23,6 +23,7 @@ Input-pipeline throughput has its own command: ``python -m uniflow_jax.data.thro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -31,7 +32,8 @@ import pathlib
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -42,8 +44,8 @@ from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
-from uniflow_jax import cli, config_lib, instructions, nnx_utils, parallel, tasks
-from uniflow_jax.data import batch_format, collate, pipeline
+from uniflow_jax import cli, config_lib, hardware, instructions, nnx_utils, parallel
+from uniflow_jax.data import collate, pipeline
 from uniflow_jax.frontends import text
 from uniflow_jax.inference.generator import BUCKETS, Generator
 from uniflow_jax.models import dit, uniflow
@@ -67,7 +69,7 @@ def timed(fn: Callable[[], Any], repeats: int, *, warm_up: bool = True, budget_s
 
 def reference_flops() -> tuple[float, str]:
     device = jax.devices()[0]
-    peak = flops.device_peak_flops(device)
+    peak = hardware.device_peak_flops(device)
     if peak is not None:
         return peak, f"{device.device_kind} bf16 peak (table)"
     return flops.measure_matmul_flops(), "measured float32 2048x2048 matmul"
@@ -84,39 +86,13 @@ def _memory(compiled: Any) -> dict[str, float]:
     return {f"{name[: -len('_size_in_bytes')]}_gib": getattr(analysis, name, 0) / 2**30 for name in fields}
 
 
-def synthetic_batch(config: ml_collections.ConfigDict, batch: int, frames: int, context: int) -> dict[str, np.ndarray]:
-    """A training batch as large runs read it from the latent cache: the seven tasks in turn, ``frames`` latent
-    frames of target each, content of ``context`` units (SE/SR: their input's ``frames``; V2A: its video frames)."""
-    cfg = config_lib.uniflow_config(config)
-    rng = np.random.default_rng(0)
-    dims = {"latent": cfg.vae.latent_dim, "text": cfg.t5.d_model, "video": cfg.video_dim,
-            "speaker": cfg.phoneme.speaker_dim}  # fmt: skip
-    seconds = frames / cfg.vae.latent_rate
-    samples = []
-    for i in range(batch):
-        task = tasks.TASKS[i % len(tasks.TASKS)]
-        units = round(seconds / task.unit_seconds) if task.content == "video" else context
-        content = batch_format.synthetic_sample(task.content, frames, units, seconds / units, dims, rng)
-        samples.append({"task": task.id, "instruction_index": 0, **content})
-    return collate.collate(samples, hop=cfg.vae.hop_length, speaker_dim=cfg.phoneme.speaker_dim,
-                           video_dim=cfg.video_dim, cached_dims=dims)  # fmt: skip
-
-
-def bench_train(
-    config: ml_collections.ConfigDict,
-    mesh_shape: Sequence[int],
-    batch: int,
-    frames: int,
-    context: int,
-    repeats: int,
-    *,
-    budget_s: float = math.inf,
-    cross_check: bool = True,
-) -> dict[str, Any]:
+@contextlib.contextmanager
+def _train_step(
+    config: ml_collections.ConfigDict, mesh_shape: Sequence[int], batch: int, frames: int, context: int
+) -> Iterator[types.SimpleNamespace]:
     """The train step users run (``training.step.make_train_step`` through ``CompiledSteps``, as
     ``python -m uniflow_jax.train`` compiles it: the whole model, AdamW, the config's remat and gradient
-    accumulation) on a synthetic cached batch, on a mesh: time vs the analytic backbone FLOPs; with
-    ``cross_check``, XLA's count of the whole step too."""
+    accumulation), a fresh state and a synthetic cached batch, on a mesh of the first devices."""
     config = config.copy_and_resolve_references()
     config.mesh.shape, config.data.video_input = tuple(mesh_shape), "features"
     devices = jax.devices()[: int(np.prod(mesh_shape))]  # the first devices: (1, 1, 1) runs on one of eight
@@ -131,34 +107,58 @@ def bench_train(
         tx, schedule = optimizer.make(config.optimizer), optimizer.learning_rate(config.optimizer)
         spec = train_state.ModelSpec.of(make)
         shardings = train_state.shardings(spec, tx, mesh, rules, ema=ema)
-        state = train_state.create(make, tx, config.seed, shardings, ema=ema)
         fn = train_step.make_train_step(objective, spec, tx, schedule, grad_accum_steps=t.grad_accum_steps,
                                         ema_decay=t.ema_decay)  # fmt: skip
-        steps = train_step.CompiledSteps(fn, shardings, objective.frozen, objective)
-        inputs = pipeline.to_global(synthetic_batch(config, batch, frames, context), mesh, batch)
-        holder = [state]
+        yield types.SimpleNamespace(
+            config=config,
+            mesh=mesh,
+            objective=objective,
+            tx=tx,
+            schedule=schedule,
+            state=train_state.create(make, tx, config.seed, shardings, ema=ema),
+            steps=train_step.CompiledSteps(fn, shardings, objective.frozen, objective),
+            inputs=pipeline.to_global(collate.synthetic_batch(config, batch, frames, context), mesh, batch),
+        )
 
-        def run():
-            (holder[0], metrics), _ = steps(holder[0], inputs)
+
+def bench_train(
+    config: ml_collections.ConfigDict,
+    mesh_shape: Sequence[int],
+    batch: int,
+    frames: int,
+    context: int,
+    repeats: int,
+    *,
+    budget_s: float = math.inf,
+    cross_check: bool = True,
+) -> dict[str, Any]:
+    """The train step users run (see :func:`_train_step`) on a synthetic cached batch, on a mesh: time vs the
+    analytic backbone FLOPs; with ``cross_check``, XLA's count of the whole step too."""
+    with _train_step(config, mesh_shape, batch, frames, context) as run:
+        holder, inputs, objective, t = [run.state], run.inputs, run.objective, run.config.train
+
+        def step():
+            (holder[0], metrics), _ = run.steps(holder[0], inputs)
             return metrics
 
-        metrics = jax.device_get(run())  # compiles
-        compile_s = next(iter(steps.compile_seconds.values()))
-        compiled = next(iter(steps.programs.values()))
-        seconds = timed(run, repeats, warm_up=False, budget_s=budget_s)
+        metrics = jax.device_get(step())  # compiles
+        compile_s = next(iter(run.steps.compile_seconds.values()))
+        compiled = next(iter(run.steps.programs.values()))
+        seconds = timed(step, repeats, warm_up=False, budget_s=budget_s)
         xla = None
-        if cross_check:  # XLA counts a scanned body once: count the same step with the backbone's stacks unrolled
-            dit_cfg = dataclasses.replace(objective.cfg.dit, scan_unroll=objective.cfg.dit.depth // 2, remat="none")
-            unrolled = dataclasses.replace(objective.cfg, dit=dit_cfg)  # the same model, its stacks unrolled
-            spec_u = train_state.ModelSpec.of(lambda: uniflow.UniFlow(unrolled, rngs=nnx.Rngs(config.seed)))
-            fn_u = train_step.make_train_step(objective, spec_u, tx, schedule, grad_accum_steps=t.grad_accum_steps,
-                                              ema_decay=t.ema_decay)  # fmt: skip
-            xla = flops.xla_flops(jax.jit(fn_u).lower(holder[0], objective.frozen, inputs))  # uncompiled: fast
-    analytic = objective.step_flops(inputs)
-    devices = mesh.devices.size
+        if cross_check:  # XLA counts a scanned body once: count the same step with its loops unrolled
+            with nnx_utils.loops_unrolled():
+                spec_u = train_state.ModelSpec.of(lambda: objective.make_model(nnx.Rngs(run.config.seed)))
+                fn_u = train_step.make_train_step(
+                    objective, spec_u, run.tx, run.schedule, grad_accum_steps=t.grad_accum_steps, ema_decay=t.ema_decay
+                )
+                xla = flops.xla_flops(jax.jit(fn_u).lower(holder[0], objective.frozen, inputs))  # uncompiled: fast
+        analytic = objective.step_flops(inputs)
+        devices = run.mesh.devices.size
+        mesh = list(run.mesh.devices.shape)
     return {
         "step": "training.step.make_train_step (cached batch)",
-        "mesh": list(mesh.devices.shape),
+        "mesh": mesh,
         "batch": batch,
         "frames": frames,
         "loss": float(metrics["loss"]) if "loss" in metrics else None,
@@ -166,11 +166,22 @@ def bench_train(
         "samples_per_s": batch / seconds,
         "latent_frames_per_s": batch * frames / seconds,
         "analytic_tflop_per_step": analytic / 1e12,  # the backbone's forward + backward
-        "xla_tflop_per_step": None if xla is None else xla / 1e12,  # the whole step, backbone stacks unrolled
+        "xla_tflop_per_step": None if xla is None else xla / 1e12,  # the whole step, its loops unrolled
         "tflops_per_device": analytic / seconds / devices / 1e12,
         "compile_s": compile_s,
         **_memory(compiled),
     }
+
+
+def loss_curve(config: ml_collections.ConfigDict, steps: int, batch: int, frames: int, context: int) -> list[float]:
+    """The losses of ``steps`` train steps on one synthetic cached batch (the step's draws change with the
+    step): how a dtype or a backend follows the float32 CPU run (``scripts/accelerator_check.sh``)."""
+    with _train_step(config, (1, 1, 1), batch, frames, context) as run:
+        state, losses = run.state, []
+        for _ in range(steps):
+            (state, metrics), _ = run.steps(state, run.inputs)
+            losses.append(metrics["loss"])
+        return [float(x) for x in jax.device_get(losses)]
 
 
 @dataclasses.dataclass

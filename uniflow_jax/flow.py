@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from uniflow_jax import nnx_utils
+
 NUM_TRAIN_TIMESTEPS = 1000
 # σ = t/1000 for t = 0..1000, divided in numpy: XLA may rewrite a division by a constant into a
 # multiplication by its reciprocal, which is off by one ulp for some t (511/1000 among them).
@@ -121,5 +123,5 @@ def euler_sample(
         v = velocity_fn(x, jnp.full((batch,), t, jnp.float32))
         return x + (sigma_next - sigma) * v.astype(x.dtype), x if trajectory else None
 
-    x, steps = jax.lax.scan(step, noise, (sigmas[:-1], sigmas[1:], timesteps))
+    x, steps = jax.lax.scan(step, noise, (sigmas[:-1], sigmas[1:], timesteps), unroll=nnx_utils.scan_unroll())
     return (x, steps) if trajectory else x

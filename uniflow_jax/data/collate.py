@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import ml_collections
 import numpy as np
 
-from uniflow_jax import tasks
+from uniflow_jax import config_lib, tasks
 from uniflow_jax.data import batch_format
 
 Sample = Mapping[str, Any]
@@ -118,3 +119,30 @@ def collate(
         batch["waveform"], wave_mask = _stack(waves, np.float32, length)
         batch["waveform_lengths"] = wave_mask.sum(1).astype(np.int32)
     return batch
+
+
+def synthetic_batch(
+    config: ml_collections.ConfigDict,
+    batch: int,
+    frames: int,
+    context: int,
+    min_lengths: Mapping[str, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """A training batch as large runs read it from the latent cache (benchmarks, ahead-of-time compilation):
+    the seven tasks in turn, ``frames`` latent frames of target each, content of ``context`` units (SE/SR:
+    their input's ``frames``; V2A: its video frames), each kind at most its ``min_lengths`` (a bucket's sizes)
+    and padded to it."""
+    cfg = config_lib.uniflow_config(config)
+    rng = np.random.default_rng(0)
+    dims = {"latent": cfg.vae.latent_dim, "text": cfg.t5.d_model, "video": cfg.video_dim,
+            "speaker": cfg.phoneme.speaker_dim}  # fmt: skip
+    seconds = frames / cfg.vae.latent_rate
+    samples = []
+    for i in range(batch):
+        task = tasks.TASKS[i % len(tasks.TASKS)]
+        units = round(seconds / task.unit_seconds) if task.content == "video" else context
+        units = min(units, (min_lengths or {}).get(task.content, units))
+        content = batch_format.synthetic_sample(task.content, frames, units, seconds / units, dims, rng)
+        samples.append({"task": task.id, "instruction_index": 0, **content})
+    return collate(samples, hop=cfg.vae.hop_length, speaker_dim=cfg.phoneme.speaker_dim, video_dim=cfg.video_dim,
+                   min_lengths=min_lengths, cached_dims=dims)  # fmt: skip

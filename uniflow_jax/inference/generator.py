@@ -183,6 +183,38 @@ class Generator:
         lengths = np.asarray(prediction["lengths"])
         return [waves[i, : int(lengths[i]) * hop] for i in range(len(samples))]
 
+    def lower(
+        self,
+        samples: Sequence[collate.Sample],
+        *,
+        frames: int,
+        num_steps: int,
+        guidance_scale: float,
+        sharding: jax.sharding.Sharding,
+        sway_coef: float = -1.0,
+    ) -> jax.stages.Lowered:
+        """The render program (sampler + VAE decode) of ``samples`` bucketed as :meth:`__call__` buckets them,
+        generating ``frames`` latent frames, lowered without running anything: the states may be abstract
+        (shapes and shardings), for compiling ahead of time; the batch's arrays get ``sharding``."""
+        cfg, rows = self.config, self.buckets.size("batch", len(samples))
+        samples = [*samples, *[samples[0]] * (rows - len(samples))]
+        batch = collate.collate(
+            samples,
+            hop=cfg.vae.hop_length,
+            speaker_dim=cfg.phoneme.speaker_dim,
+            video_dim=cfg.video_dim,
+            min_lengths=self.padded_lengths(samples),
+        )
+        placed = lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=sharding)  # noqa: E731
+        audio_eps = np.zeros((rows, batch["audio"].shape[1] // cfg.vae.hop_length, cfg.vae.latent_dim), np.float32)
+        prediction = jax.eval_shape(self._predict, self.model[1], self.frozen[1], jax.tree.map(placed, batch),
+                                    placed(audio_eps))  # fmt: skip
+        prediction = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), prediction)
+        noise = jax.ShapeDtypeStruct((rows, self.buckets.size("latent", frames), cfg.vae.latent_dim), jnp.float32,
+                                     sharding=sharding)  # fmt: skip
+        render = self._render(num_steps, float(guidance_scale), sway_coef)
+        return render.lower(self.model[1], self.frozen[1], prediction, noise)
+
     def padded_lengths(self, samples: Sequence[collate.Sample]) -> dict[str, int]:
         """``collate``'s ``min_lengths``: every padded axis of ``samples`` at its bucket size."""
         hop, b = self.config.vae.hop_length, self.buckets

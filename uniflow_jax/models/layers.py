@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from uniflow_jax import parallel
+from uniflow_jax import nnx_utils, parallel
 
 Initializer = nnx.initializers.Initializer
 
@@ -194,14 +194,17 @@ def apply_rope(x: jax.Array, table: jax.Array) -> jax.Array:
     return (xf * cos + rotated * sin).astype(x.dtype)
 
 
-def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None) -> jax.Array:
+def masked_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None, implementation: str = "xla"
+) -> jax.Array:
     """Scaled dot-product attention over (B, T, H, Dh); ``key_mask`` (B, S) hides padded keys only.
 
-    ``jax.nn.dot_product_attention`` picks the fused kernel of the backend (cuDNN flash attention on GPU
-    for supported shapes, XLA elsewhere).
+    ``implementation``: ``jax.nn.dot_product_attention``'s — "xla" (every backend), or "cudnn" (cuDNN's fused
+    flash attention: GPU, bf16/fp16; it raises for shapes it does not support). jax does not choose by itself
+    (its default is XLA); ``config_lib.dit_config`` resolves the config's "auto".
     """
     mask = None if key_mask is None else key_mask[:, None, None, :]
-    return jax.nn.dot_product_attention(q, k, v, mask=mask)
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
 
 
 class Attention(nnx.Module):
@@ -218,11 +221,12 @@ class Attention(nnx.Module):
         rope: bool,
         zero_out: bool = False,
         dtype: jnp.dtype | None = None,
+        implementation: str = "xla",
         rngs: nnx.Rngs,
     ):
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
-        self.num_heads = num_heads
+        self.num_heads, self.implementation = num_heads, implementation
         head_dim = dim // num_heads
         self.to_q = Linear(dim, dim, ("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
         self.to_k = Linear(dim, dim, ("embed", "heads"), use_bias=False, dtype=dtype, rngs=rngs)
@@ -260,7 +264,7 @@ class Attention(nnx.Module):
         if hasattr(self, "rotary"):
             q = apply_rope(q, self.rotary.table(t) if rope is None else rope)
         q = parallel.constrain(q.astype(v.dtype), ("batch", "length", "heads", "kv"))
-        return self.proj(masked_attention(q, k, v, key_mask).reshape(b, t, d))
+        return self.proj(masked_attention(q, k, v, key_mask, self.implementation).reshape(b, t, d))
 
 
 class TorchMultiheadAttention(nnx.Module):
@@ -359,7 +363,7 @@ def scan_stack(
 ) -> tuple[Any, Any]:
     """Runs ``body(layer, carry, x) -> (carry, y)`` over the layers of a stacked module with ``lax.scan``
     (one traced layer whatever the depth), optionally rematerialised with ``remat_policy``; ``unroll``
-    layers per loop iteration (XLA's cost analysis counts a loop body once, so FLOP cross-checks unroll).
+    layers per loop iteration (all of them inside ``nnx_utils.loops_unrolled``).
 
     Per-layer matrices are sliced by the scan; per-layer vectors are selected by :func:`_select_layer`.
     """
@@ -380,5 +384,5 @@ def scan_stack(
 
     if remat_policy is not None:
         step = jax.checkpoint(step, policy=remat_policy)
-    (_, carry), ys = jax.lax.scan(step, (jnp.int32(0), carry), (matrices, xs), unroll=unroll)
+    (_, carry), ys = jax.lax.scan(step, (jnp.int32(0), carry), (matrices, xs), unroll=nnx_utils.scan_unroll(unroll))
     return carry, ys

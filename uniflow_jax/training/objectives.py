@@ -59,19 +59,23 @@ class FlowObjective:
     name = "uniflow"
     export_names = names.UNIFLOW
 
-    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, abstract: bool = False):
+        """``abstract``: the frozen arrays as shapes and shardings only, for a step compiled ahead of time for
+        devices this host does not have (``python -m uniflow_jax.aot``)."""
         self.cfg = config_lib.uniflow_config(config)
-        self.frozen_graphdef, encoders = frozen_weights.frozen_encoders(config, mesh)
-        bank, bank_mask = instruction_bank(config, self.frozen_graphdef, encoders)
+        self.frozen_graphdef, encoders = frozen_weights.frozen_encoders(config, mesh, abstract=abstract)
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        self.frozen = {
-            "encoders": encoders,
-            "bank": jax.device_put(bank, replicated),
-            "bank_mask": jax.device_put(bank_mask, replicated),
-        }
+        if abstract:
+            shape = (len(tasks.TASKS) * tasks.NUM_INSTRUCTIONS, instruction_tokens(config), self.cfg.t5.d_model)
+            bank = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=replicated)
+            bank_mask = jax.ShapeDtypeStruct(shape[:2], jnp.bool_, sharding=replicated)
+        else:
+            bank, bank_mask = instruction_bank(config, self.frozen_graphdef, encoders)
+            bank, bank_mask = jax.device_put(bank, replicated), jax.device_put(bank_mask, replicated)
+        self.frozen = {"encoders": encoders, "bank": bank, "bank_mask": bank_mask}
         self.clip_graphdef = None
         if config.data.video_input == "frames" and not config.data.cache:
-            self.clip_graphdef, self.frozen["clip"] = frozen_weights.clip_encoder(config, mesh)
+            self.clip_graphdef, self.frozen["clip"] = frozen_weights.clip_encoder(config, mesh, abstract=abstract)
 
     def make_model(self, rngs: nnx.Rngs) -> uniflow.UniFlow:
         return uniflow.UniFlow(self.cfg, rngs=rngs)
@@ -130,8 +134,8 @@ class VAEObjective:
     name = "vae"
     export_names = names.VAE
 
-    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-        del mesh
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, abstract: bool = False):
+        del mesh, abstract  # nothing frozen
         self.cfg = config_lib.vae_config(config)
         # A stride-s block convolves with kernel 2s, padding ceil(s/2): decode(encode(x)) keeps x's length only
         # when every stride is even (odd ones decode fine, but the reconstruction loss needs equal lengths).
@@ -192,12 +196,33 @@ def trained_module(config: ml_collections.ConfigDict) -> tuple[Callable[[nnx.Rng
     return (lambda rngs: uniflow.UniFlow(cfg, rngs=rngs)), names.UNIFLOW
 
 
-def make(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> FlowObjective | VAEObjective:
-    """``config.objective``: "uniflow" (the flow model) or "vae"."""
+def make(
+    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, abstract: bool = False
+) -> FlowObjective | VAEObjective:
+    """``config.objective``: "uniflow" (the flow model) or "vae"; ``abstract``: frozen arrays as shapes only."""
     objectives = {"uniflow": FlowObjective, "vae": VAEObjective}
     if config.objective not in objectives:
         raise ValueError(f"unknown objective {config.objective!r}; known: {', '.join(objectives)}")
-    return objectives[config.objective](config, mesh)
+    return objectives[config.objective](config, mesh, abstract=abstract)
+
+
+# Tokens of the longest stock instruction when neither the released bank nor a tokenizer is at hand (the longest
+# text has 40 words, 309 characters; Flan-T5's SentencePiece gives about one token per 4 characters, + EOS).
+INSTRUCTION_TOKENS_BOUND = 96
+
+
+def instruction_tokens(config: ml_collections.ConfigDict) -> int:
+    """The instruction bank's padded length: the released bank's longest row, else the configured tokenizer's
+    longest encoding, else :data:`INSTRUCTION_TOKENS_BOUND`."""
+    if config.model.instructions:
+        import h5py
+
+        with h5py.File(config.model.instructions, "r") as f:
+            return max(f[name].shape[0] for name in f)
+    if config.data.tokenizer:
+        tokenizer = T5Tokenizer(config.data.tokenizer)
+        return max(len(tokenizer.encode(text)) for text in instructions.all_texts())
+    return INSTRUCTION_TOKENS_BOUND
 
 
 def instruction_bank(

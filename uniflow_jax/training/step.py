@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
+from uniflow_jax import nnx_utils
 from uniflow_jax.training import flops
 from uniflow_jax.training.objectives import Objective
 from uniflow_jax.training.state import ModelSpec, TrainState
@@ -58,7 +59,9 @@ def make_train_step(
             loss_and_grads, state.params, state.buffers, frozen, jax.tree.map(lambda x: x[0], micro), key
         )
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
-        ((loss, metrics), grads), _ = jax.lax.scan(body, zeros, (jnp.arange(grad_accum_steps), micro))
+        ((loss, metrics), grads), _ = jax.lax.scan(
+            body, zeros, (jnp.arange(grad_accum_steps), micro), unroll=nnx_utils.scan_unroll()
+        )
         mean = lambda x: x / grad_accum_steps  # noqa: E731
         metrics = {k: v if k in SUMMED else mean(v) for k, v in metrics.items()}
         return (mean(loss), metrics), jax.tree.map(mean, grads)

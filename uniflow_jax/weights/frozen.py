@@ -29,12 +29,17 @@ def _place(make: Callable[[], nnx.Module], tensors, name_map, mesh, rules) -> tu
 ENCODERS_SEED_OFFSET, CLIP_SEED_OFFSET = 1, 2  # random frozen weights: from config.seed + these
 
 
-def frozen_encoders(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, nnx.State]:
+def frozen_encoders(
+    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, abstract: bool = False
+) -> tuple[nnx.GraphDef, nnx.State]:
     """:class:`uniflow.FrozenEncoders` (VAE + T5) with the configured weights; a part without a file gets
-    random weights (with a warning): a demo trains its own VAE but has no Flan-T5, for instance."""
+    random weights (with a warning): a demo trains its own VAE but has no Flan-T5, for instance. ``abstract``:
+    their shapes and shardings only (compiling ahead for other devices)."""
     cfg, rules = config_lib.uniflow_config(config), config_lib.mesh_rules(config)
     paths = config.model.frozen_weights
     make = lambda: uniflow.FrozenEncoders(cfg, rngs=nnx.Rngs(config.seed + ENCODERS_SEED_OFFSET))  # noqa: E731
+    if abstract:
+        return nnx_utils.abstract_sharded(make, mesh, rules)
     for part in ("vae", "t5"):
         if not paths[part]:
             logging.warning("model.frozen_weights.%s is empty: it has RANDOM weights (tests/toys only)", part)
@@ -49,10 +54,14 @@ def frozen_encoders(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) 
     return graphdef, state
 
 
-def clip_encoder(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, nnx.State]:
-    """The CLIP vision tower of V2A (video frames → per-frame features)."""
+def clip_encoder(
+    config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *, abstract: bool = False
+) -> tuple[nnx.GraphDef, nnx.State]:
+    """The CLIP vision tower of V2A (video frames → per-frame features); ``abstract``: shapes and shardings."""
     clip_cfg, rules = config_lib.clip_config(config), config_lib.mesh_rules(config)
     make = lambda: clip.CLIPVisionEncoder(clip_cfg, rngs=nnx.Rngs(config.seed + CLIP_SEED_OFFSET))  # noqa: E731
+    if abstract:
+        return nnx_utils.abstract_sharded(make, mesh, rules)
     with parallel.axis_rules(rules):
         if not config.model.frozen_weights.clip:
             logging.warning("model.frozen_weights.clip is empty: CLIP has RANDOM weights (tests/toys only)")
