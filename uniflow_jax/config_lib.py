@@ -48,6 +48,7 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
             remat="dots",  # keep matmul outputs, recompute the rest: less memory, and on CPU a 10 % faster step
             scan_unroll=1,  # layers per scan iteration; >1 trades compile time for speed on small CPUs
             dtype="auto",  # bfloat16 on TPU/GPU, float32 on CPU (where bf16 is slower)
+            attention="xla",  # or "cudnn" (GPU, bf16), or "auto": cudnn where it applies (see config_lib)
         )
     )
     config.model.vae = ml_collections.ConfigDict(
@@ -159,9 +160,18 @@ def compute_dtype(name: str) -> str:
     return "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
+def attention_implementation(name: str, dtype: str) -> str:
+    """``auto`` → cuDNN's fused attention on GPU in bf16/fp16 (``scripts/accelerator_check.sh`` checks it
+    against XLA's on the device), XLA's elsewhere; other names pass through."""
+    if name != "auto":
+        return name
+    return "cudnn" if jax.default_backend() == "gpu" and dtype in ("bfloat16", "float16") else "xla"
+
+
 def dit_config(config: ml_collections.ConfigDict) -> DiTConfig:
     dit = config.model.dit.to_dict()
-    return DiTConfig(**{**dit, "dtype": compute_dtype(dit["dtype"])})
+    dtype = compute_dtype(dit["dtype"])
+    return DiTConfig(**{**dit, "dtype": dtype, "attention": attention_implementation(dit["attention"], dtype)})
 
 
 def vae_config(config: ml_collections.ConfigDict) -> VAEConfig:

@@ -11,6 +11,7 @@ an output exceeds the tolerance or a requested component cannot be checked.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import pathlib
@@ -46,8 +47,8 @@ def _arrays(ref_dir: pathlib.Path, component: str) -> tuple[dict[str, np.ndarray
     return tensors, np.load(ref_dir / f"{component}_io.npz")
 
 
-def check_dit(ref_dir: pathlib.Path) -> Outputs:
-    cfg = upstream_config.dit_config(_config(ref_dir, "dit"))
+def check_dit(ref_dir: pathlib.Path, dit_dtype: str = "float32") -> Outputs:
+    cfg = upstream_config.dit_config(_config(ref_dir, "dit"), dtype=dit_dtype)
     tensors, io = _arrays(ref_dir, "dit")
     graphdef, state = torch_import.load_module(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0)), tensors, names.DIT)
     forward = jax.jit(lambda state, *args: nnx.merge(graphdef, state)(*args))
@@ -199,7 +200,7 @@ def flow_case_inputs(io, case: str, cfg: uniflow.UniFlowConfig) -> tuple[dict[st
     return batch, draws
 
 
-def check_flow_model(ref_dir: pathlib.Path) -> Outputs:
+def check_flow_model(ref_dir: pathlib.Path, dit_dtype: str = "float32") -> Outputs:
     """Both fusion variants, every recorded case: losses, intermediates, lengths, latents, waveforms."""
     config = json.loads((ref_dir / "flow_model_config.json").read_text())
     tensors = torch_import.read_safetensors(str(ref_dir / "flow_model.safetensors"))
@@ -207,6 +208,7 @@ def check_flow_model(ref_dir: pathlib.Path) -> Outputs:
     for variant in ("dummy", "hybrid"):
         io = np.load(ref_dir / f"flow_model_{variant}_io.npz")
         cfg = upstream_config.uniflow_config(config["model"], fusion=variant)
+        cfg = dataclasses.replace(cfg, dit=dataclasses.replace(cfg.dit, dtype=dit_dtype))
         model = torch_import.load_module(
             lambda cfg=cfg: uniflow.UniFlow(cfg, rngs=nnx.Rngs(0)), tensors, names.UNIFLOW, strict=False
         )
@@ -363,8 +365,15 @@ def available_components(ref_dir: pathlib.Path) -> list[str]:
     return sorted(p.name[: -len("_config.json")] for p in ref_dir.glob("*_config.json"))
 
 
-def run_parity(ref_dir: pathlib.Path, components: Sequence[str] | None, tolerance: float) -> bool:
-    """Prints the report; True when every checked output is within ``tolerance``."""
+# The components whose backbone computes in ``--dit_dtype`` (the DiT is what runs in bfloat16 on TPU/GPU).
+DIT_COMPONENTS = ("dit", "flow_model")
+
+
+def run_parity(
+    ref_dir: pathlib.Path, components: Sequence[str] | None, tolerance: float, dit_dtype: str = "float32"
+) -> bool:
+    """Prints the report; True when every checked output is within ``tolerance``. ``dit_dtype``: the
+    backbone's compute dtype (bfloat16: the accelerators' recipe, held to a looser tolerance)."""
     present = available_components(ref_dir)
     requested = list(components) if components else [c for c in present if c in COMPONENTS]
     skipped = [c for c in present if c not in COMPONENTS and not components]
@@ -378,7 +387,8 @@ def run_parity(ref_dir: pathlib.Path, components: Sequence[str] | None, toleranc
             ok = False
             continue
         try:
-            outputs = COMPONENTS[component](ref_dir)
+            dtype = {"dit_dtype": dit_dtype} if component in DIT_COMPONENTS else {}
+            outputs = COMPONENTS[component](ref_dir, **dtype)
         except (OSError, KeyError, ValueError) as error:
             print(f"FAIL {component}: cannot be checked: {type(error).__name__}: {error}")
             ok = False
@@ -407,6 +417,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("ref_dir", None, "Folder with <component>.safetensors / _config.json / _io.npz (required).")
     flags.DEFINE_multi_string("component", None, "Component(s) to check (default: all checkable ones present).")
     flags.DEFINE_float("tolerance", 1e-4, "Largest accepted relative error per output.")
+    flags.DEFINE_enum("dit_dtype", "float32", ["float32", "bfloat16"], "The backbone's compute dtype.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -414,7 +425,7 @@ def main(argv: Sequence[str]) -> None:
     if FLAGS.ref_dir is None:
         raise app.UsageError("--ref-dir is required, e.g. --ref-dir ../shared/upstream_ref")
     jax.config.update("jax_default_matmul_precision", "highest")
-    ok = run_parity(pathlib.Path(FLAGS.ref_dir), FLAGS.component, FLAGS.tolerance)
+    ok = run_parity(pathlib.Path(FLAGS.ref_dir), FLAGS.component, FLAGS.tolerance, FLAGS.dit_dtype)
     sys.exit(0 if ok else 1)
 
 

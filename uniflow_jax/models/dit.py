@@ -41,6 +41,7 @@ class DiTConfig:
     remat: str = "dots"
     dtype: str = "float32"
     scan_unroll: int = 1  # layers per scan iteration (1: compile time independent of depth)
+    attention: str = "xla"  # jax.nn.dot_product_attention's implementation: "xla" or "cudnn" (GPU, bf16)
 
     def __post_init__(self):
         if self.depth % 2:
@@ -95,14 +96,17 @@ class DiTBlock(nnx.Module):
             self.skip_norm = LayerNorm(2 * d, "embed", rngs=rngs)
             self.skip_linear = Linear(2 * d, d, ("mlp", "embed"), dtype=dtype, rngs=rngs)
         self.norm1 = LayerNorm(d, "embed", rngs=rngs)
-        self.attn = layers.Attention(d, cfg.num_heads, rope=True, dtype=dtype, rngs=rngs)
+        fused = cfg.attention
+        self.attn = layers.Attention(d, cfg.num_heads, rope=True, dtype=dtype, implementation=fused, rngs=rngs)
         self.ta_context_norm = LayerNorm(cfg.ta_context_dim, "channels", rngs=rngs)
         self.ta_context_projection = Linear(
             cfg.ta_context_dim, d, ("channels", "embed"), use_bias=False, dtype=dtype, rngs=rngs
         )
         self.norm2 = LayerNorm(d, "embed", rngs=rngs)
         self.norm_context = LayerNorm(d, "embed", rngs=rngs)
-        self.cross_attn = layers.Attention(d, cfg.num_heads, rope=False, zero_out=True, dtype=dtype, rngs=rngs)
+        self.cross_attn = layers.Attention(
+            d, cfg.num_heads, rope=False, zero_out=True, dtype=dtype, implementation=fused, rngs=rngs
+        )
         self.norm3 = LayerNorm(d, "embed", rngs=rngs)
         self.mlp = layers.GEGLUFeedForward(d, cfg.mlp_hidden, dtype=dtype, rngs=rngs)
         self.adaln = AdaLN(d, rngs=rngs)
