@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import math
 import pathlib
 import subprocess
 import sys
@@ -41,52 +40,46 @@ def _run(out: pathlib.Path, name: str, args: list[str]) -> dict:
 
 
 FSDP = "--config.mesh.shape=(1,-1,1)"
+MEMORY_ONLY = "--count=false"
 
 
 def _series(out: pathlib.Path, name: str, args: list[str]) -> list[dict]:
-    """The step on a data-parallel mesh; where it does not fit, fully sharded (fsdp); where that does not fit
-    either, with gradient accumulation: from the compiler's figures, the power of two that should bring the
-    temporaries under the chip's HBM, doubled until it fits. Every attempt is a row."""
-    rows = [_run(out, f"{name}-data", args)]
-    if rows[-1]["fits"]:
-        return rows
-    rows.append(_run(out, f"{name}-fsdp", [*args, FSDP]))
+    """The step on a data-parallel mesh; where it does not fit, with the most gradient accumulation the batch
+    allows (micro-batches must divide every chip's rows). Memory only (each row is one compile)."""
+    rows = [_run(out, f"{name}-data", [*args, MEMORY_ONLY])]
     per_chip = BATCH // rows[-1]["chips"]
-    most = per_chip & -per_chip  # micro-batches must divide every chip's rows: the largest power of two that does
-    accum = 1
-    while not rows[-1]["fits"] and accum < most:
-        f = rows[-1]
-        ratio = f.get("required_gib", 2 * f.get("available_gib", 1)) / f.get("available_gib", 1)
-        accum = min(most, max(2 * accum, 2 ** math.ceil(math.log2(1.25 * ratio))))
-        rows.append(_run(out, f"{name}-fsdp-accum{accum}", [*args, FSDP, f"--config.train.grad_accum_steps={accum}"]))
-    return rows
-
-
-def _first_fit(out: pathlib.Path, name: str, size: str, slices: list[str]) -> list[dict]:
-    """Slices in order until one fits the step fully sharded without accumulation."""
-    rows = []
-    for tpu in slices:
-        rows.append(_run(out, f"{name}-{tpu}", [f"--config=configs/{size}.py", f"--topology={tpu}", FSDP]))
-        if rows[-1]["fits"]:
-            break
+    most = per_chip & -per_chip  # the largest power of two dividing a chip's rows
+    if not rows[-1]["fits"] and most > 1:
+        accum = f"--config.train.grad_accum_steps={most}"
+        rows.append(_run(out, f"{name}-data-accum{most}", [*args, MEMORY_ONLY, accum]))
     return rows
 
 
 def collect(out: pathlib.Path, jobs: int) -> dict[str, list[dict]]:
     out.mkdir(parents=True, exist_ok=True)
     work = {}
+
+    def one(key: str, name: str, args: list[str]) -> None:
+        work[key] = pool.submit(lambda: [_run(out, name, args)])
+
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        for size in SIZES:  # counted: FLOPs, bytes, roofline; on the chip with the most HBM
+            one(f"counted/{size}", f"counted-{size}-v5p-8", [f"--config=configs/{size}.py", "--topology=v5p-8"])
         for size in SIZES:
             for tpu in SLICES:
                 args = [f"--config=configs/{size}.py", f"--topology={tpu}"]
                 work[f"train/{size}/{tpu}"] = pool.submit(_series, out, f"train-{size}-{tpu}", args)
-        work["smallest/v5e"] = pool.submit(_first_fit, out, "smallest-large", "large", ["v5e-16", "v5e-32", "v5e-64"])
-        args = ["--config=configs/large.py", "--topology=v6e-8", FSDP, "--config.model.dit.remat=full"]
-        work["choice/remat-full"] = pool.submit(lambda: [_run(out, "choice-large-v6e-8-fsdp-remat-full", args)])
+        small = ["--config=configs/small.py", "--topology=v5e-16", MEMORY_ONLY]
+        one("choice/fsdp", "train-small-v5e-16-fsdp", [*small, FSDP])
+        one("choice/remat-full", "choice-small-v5e-16-remat-full", [*small, "--config.model.dit.remat=full"])
+        one("choice/remat-none", "choice-small-v5e-16-remat-none", [*small, "--config.model.dit.remat=none"])
         for size in SIZES:
-            for chip in CHIPS:
-                args = [f"--config=configs/{size}.py", f"--topology={chip}", "--part=sample"]
-                work[f"sample/{size}/{chip}"] = pool.submit(lambda a=args, n=f"sample-{size}-{chip}": [_run(out, n, a)])
+            one(f"sample/{size}/v5e-1", f"sample-{size}-v5e-1", [f"--config=configs/{size}.py", "--topology=v5e-1",
+                                                                 "--part=sample"])  # fmt: skip
+        for size in SIZES:
+            for chip in CHIPS[1:]:
+                args = [f"--config=configs/{size}.py", f"--topology={chip}", "--part=sample", MEMORY_ONLY]
+                one(f"sample/{size}/{chip}", f"sample-{size}-{chip}", args)
         return {key: future.result() for key, future in work.items()}
 
 
@@ -137,16 +130,25 @@ def sampler_table(rows: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+def _rows(results: dict[str, list[dict]], prefix: str) -> list[tuple[str, dict]]:
+    return [(f["config"], f) for key, rows in results.items() if key.startswith(prefix) for f in rows]
+
+
 def render(results: dict[str, list[dict]]) -> str:
-    train = [(key.split("/")[1], f) for key, rows in results.items() if key.startswith("train/") for f in rows]
-    extra = [("large", f) for key, rows in results.items() if key.startswith(("smallest/", "choice/")) for f in rows]
-    sample = [(key.split("/")[1], f) for key, rows in results.items() if key.startswith("sample/") for f in rows]
+    counted, train, extra = _rows(results, "counted/"), _rows(results, "train/"), _rows(results, "choice/")
+    sample = _rows(results, "sample/")
     return "\n".join([
-        "Train step (global batch 192, the largest bucket: 20 s = 1000 latent frames, bf16):",
+        "Train step, global batch 192 on the largest bucket (20 s = 1000 latent frames), bf16, counted (FLOPs and",
+        "bytes from the unrolled twins) on v5p-8:",
+        "",
+        *train_table(counted),
+        "",
+        "Memory on every slice (data-parallel; where it does not fit, the most gradient accumulation the batch",
+        "allows):",
         "",
         *train_table(train),
         "",
-        "The smallest v5e slice that fits `large` without accumulation, and the remat policy as a choice:",
+        "Choices that matter (`small` on v5e-16): fully sharded (fsdp) instead of data-parallel, and the remat policy:",
         "",
         *train_table(extra),
         "",

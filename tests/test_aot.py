@@ -145,4 +145,5 @@ def test_the_command_wires_flags_to_the_plan_and_writes_json(tmp_path):
     done = subprocess.run([sys.executable, "-c", _FAKED_COMMAND, *args], capture_output=True, text=True, check=True)
     expected = "plan: v5e-1 96 sample [('batch', 8), ('guidance', 5.0), ('seconds', 10.0), ('steps', 25)]"
     assert expected in done.stdout and "DOES NOT FIT" in done.stdout
-    assert json.loads((tmp_path / "f.json").read_text())["fits"] is False
+    written = json.loads((tmp_path / "f.json").read_text())
+    assert written["fits"] is False and written["config"] == "tiny"

@@ -67,6 +67,7 @@ def main(argv: Sequence[str]) -> None:
     except (hardware.LibTPUMissing, ValueError) as e:
         sys.exit(f"error: {e}")
     compiled = figures.pop("compiled", None)
+    figures["config"] = pathlib.Path(config_flags.get_config_filename(FLAGS["config"])).stem
     print(planning.describe(figures))
     if FLAGS.save and compiled is not None:
         save_executable(compiled, FLAGS.save)
