@@ -109,7 +109,8 @@ def speed(smoke: bool, attention_implementation: str, peak: float | None) -> dic
     config.model.dit.dtype, config.model.dit.attention = "bfloat16", attention_implementation
     train = benchmark.bench_train(config, (1, 1, 1), *((2, 50, 16, 1) if smoke else (8, 250, 64, 5)), budget_s=20)
     sampler_args = (1.0, 2, [1], 1) if smoke else (10.0, 25, [1, 8], 3)
-    sampler = benchmark.bench_sampler(config, *sampler_args, budget_s=20)
+    guidances = (5.0,) if smoke else (5.0, 1.0)
+    sampler = benchmark.bench_sampler(config, *sampler_args, budget_s=20, guidances=guidances)
     mfu = lambda tflops: None if peak is None else tflops * 1e12 / peak  # noqa: E731
     train["mfu"] = mfu(train["tflops_per_device"])
     for key, figures in sampler.items():

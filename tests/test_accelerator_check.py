@@ -5,6 +5,7 @@ Also the bf16 numerics check of the issue: the tiny config trained 50 steps with
 batch 2 x 50 frames; max 0.8 %, mean 0.2 % at 8 x 100)."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -27,7 +28,12 @@ def test_cpu_smoke_runs_every_stage_and_writes_one_json(tmp_path, ref_dir):
     assert gap["bfloat16"][-1] < 0.5 * gap["bfloat16"][0]  # it learns in bf16
     attention = report["attention"]
     assert attention["selected"] == "xla" and attention["xla_ms"] > 0 and "cudnn_error" in attention  # GPU only
-    speed = report["speed"]
-    assert speed["dtype"] == "bfloat16" and speed["train"]["step_s"] > 0 and speed["train"]["mfu"] is None
+    speed, train = report["speed"], report["speed"]["train"]
+    assert speed["dtype"] == "bfloat16" and train["step_s"] > 0 and train["mfu"] is None
+    assert train["step"].startswith("training.step.make_train_step") and train["loss"] > 0
+    assert math.isclose(train["samples_per_s"], train["batch"] / train["step_s"])
+    assert math.isclose(train["tflops_per_device"], train["analytic_tflop_per_step"] / train["step_s"])
+    # XLA counts the whole step (encoders, adapter, loss, AdamW): above the backbone's analytic count
+    assert train["xla_tflop_per_step"] > train["analytic_tflop_per_step"] > 0
     assert speed["sampler"]["guidance_5"]["real_time_factor"] > 0 and speed["sampler"]["batch_1"]["vae_decode_s"] > 0
     assert "wrote" in done.stdout

@@ -211,12 +211,13 @@ def bench_sampler(
     repeats: int,
     *,
     budget_s: float = math.inf,
+    guidances: Sequence[float] = (5.0, 1.0),
 ) -> dict[str, Any]:
     model = _RandomModel(config)
     cfg, rate = model.cfg, config.model.sample_rate
     frames = round(seconds * rate / cfg.vae.hop_length)
     out: dict[str, Any] = {"audio_seconds": seconds, "steps": steps, "latent_frames": frames}
-    for guidance in (5.0, 1.0):
+    for guidance in guidances:
         key = f"guidance_{guidance:g}"
         request = [model.t2a_request(0)]
         call = lambda g=guidance, r=request: model.generator(r, num_steps=steps, guidance_scale=g, frames=[frames])  # noqa: E731
