@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -30,57 +31,60 @@ CHIPS = ("v5e-1", "v5p-2", "v6e-1")  # one chip of each kind
 START, END = "<!-- tpu-tables:start -->", "<!-- tpu-tables:end -->"
 
 
-RENDER_ONLY = False  # --render_only: the tables from the kept rows; a row not kept is listed in MISSING
-MISSING: list[str] = []
+@dataclasses.dataclass
+class Rows:
+    """The ``aot`` runs behind the tables, each kept as JSON in ``out`` (a kept row is not compiled again)."""
 
+    out: pathlib.Path
+    render_only: bool = False  # tables from the kept rows only; a row not kept is listed in ``missing``
+    missing: list[str] = dataclasses.field(default_factory=list)
 
-def _run(out: pathlib.Path, name: str, args: list[str]) -> dict | None:
-    """One ``aot`` run (or its kept JSON; None when it is not kept and nothing may be compiled)."""
-    path = out / f"{name}.json"
-    if not path.exists() and RENDER_ONLY:
-        MISSING.append(name)
-        return None
-    if not path.exists():
-        start = time.time()
-        cmd = [sys.executable, "-m", "uniflow_jax.aot", *args, f"--json={path}"]
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{name}: {' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-        print(f"{name}: {time.time() - start:.0f} s", flush=True)
-    return json.loads(path.read_text())
+    def run(self, name: str, args: list[str]) -> dict | None:
+        """One ``aot`` run, or its kept JSON (None when it is not kept and nothing may be compiled)."""
+        path = self.out / f"{name}.json"
+        if not path.exists() and self.render_only:
+            self.missing.append(name)
+            return None
+        if not path.exists():
+            start = time.time()
+            cmd = [sys.executable, "-m", "uniflow_jax.aot", *args, f"--json={path}"]
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name}: {' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+            print(f"{name}: {time.time() - start:.0f} s", flush=True)
+        return json.loads(path.read_text())
+
+    def series(self, name: str, args: list[str], counted: bool = False) -> list[dict]:
+        """The step on a data-parallel mesh; where it does not fit, with the most gradient accumulation the
+        batch allows (micro-batches must divide every chip's rows). ``counted``: FLOPs and bytes too."""
+        args = args if counted else [*args, MEMORY_ONLY]
+        first = self.run(f"{name}-data", args)
+        if first is None:
+            return []
+        per_chip = BATCH // first["chips"]
+        most = per_chip & -per_chip  # the largest power of two dividing a chip's rows
+        if first["fits"] or most == 1:
+            return [first]
+        accumulated = self.run(f"{name}-data-accum{most}", [*args, f"--config.train.grad_accum_steps={most}"])
+        return [first] + ([] if accumulated is None else [accumulated])
 
 
 FSDP = "--config.mesh.shape=(1,-1,1)"
 MEMORY_ONLY = "--count=false"
 
 
-def _series(out: pathlib.Path, name: str, args: list[str], counted: bool = False) -> list[dict]:
-    """The step on a data-parallel mesh; where it does not fit, with the most gradient accumulation the batch
-    allows (micro-batches must divide every chip's rows). ``counted``: FLOPs and bytes too (more compiles)."""
-    args = args if counted else [*args, MEMORY_ONLY]
-    first = _run(out, f"{name}-data", args)
-    if first is None:
-        return []
-    per_chip = BATCH // first["chips"]
-    most = per_chip & -per_chip  # the largest power of two dividing a chip's rows
-    if first["fits"] or most == 1:
-        return [first]
-    accumulated = _run(out, f"{name}-data-accum{most}", [*args, f"--config.train.grad_accum_steps={most}"])
-    return [first] + ([] if accumulated is None else [accumulated])
-
-
-def collect(out: pathlib.Path, jobs: int) -> tuple[dict[str, list[dict]], list[str]]:
-    out.mkdir(parents=True, exist_ok=True)
+def collect(rows: Rows, jobs: int) -> dict[str, list[dict]]:
+    rows.out.mkdir(parents=True, exist_ok=True)
     work = {}
 
     def one(key: str, name: str, args: list[str]) -> None:
-        work[key] = pool.submit(lambda: [row for row in [_run(out, name, args)] if row is not None])
+        work[key] = pool.submit(lambda: [row for row in [rows.run(name, args)] if row is not None])
 
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         for size in SIZES:
             for tpu in SLICES:
                 args = [f"--config=configs/{size}.py", f"--topology={tpu}"]
-                work[f"train/{size}/{tpu}"] = pool.submit(_series, out, f"train-{size}-{tpu}", args)
+                work[f"train/{size}/{tpu}"] = pool.submit(rows.series, f"train-{size}-{tpu}", args)
         small = ["--config=configs/small.py", "--topology=v5e-16", MEMORY_ONLY]
         one("choice/fsdp", "train-small-v5e-16-fsdp", [*small, FSDP])
         one("choice/remat-full", "choice-small-v5e-16-remat-full", [*small, "--config.model.dit.remat=full"])
@@ -92,8 +96,8 @@ def collect(out: pathlib.Path, jobs: int) -> tuple[dict[str, list[dict]], list[s
                 one(f"sample/{size}/{chip}", f"sample-{size}-{chip}", args if counted else [*args, MEMORY_ONLY])
         for size in COUNTED:  # FLOPs, bytes, roofline: on the chip with the most HBM
             args = [f"--config=configs/{size}.py", "--topology=v5p-8"]
-            work[f"counted/{size}"] = pool.submit(_series, out, f"counted-{size}-v5p-8", args, counted=True)
-        return {key: future.result() for key, future in work.items()}, MISSING
+            work[f"counted/{size}"] = pool.submit(rows.series, f"counted-{size}-v5p-8", args, counted=True)
+        return {key: future.result() for key, future in work.items()}
 
 
 def _gib(x: float | None) -> str:
@@ -119,28 +123,30 @@ def _cells(f: dict) -> list[str]:
     ]
 
 
+def _table(lead: list[str], per: str, tail: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table: the ``lead`` columns, the compiler's figures (``_cells``) per ``per``, the ``tail``."""
+    cells = ["memory per chip (GiB)", "fits", f"compiler / analytic TFLOP per {per}", f"roofline per {per} (s)",
+             "MFU ceiling"]  # fmt: skip
+    head = [*lead, *cells, *tail]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def train_table(rows: list[tuple[str, dict]]) -> list[str]:
-    lines = [
-        "| model | slice | mesh | remat | micro-batches | memory per chip (GiB) | fits | compiler / analytic TFLOP "
-        "per step | roofline step (s) | MFU ceiling | compile (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for size, f in rows:
-        head = [size, f["slice"], _mesh(f["mesh"]), f["remat"], str(f["grad_accum_steps"])]
-        lines.append("| " + " | ".join([*head, *_cells(f), f"{f['compile_s']:.0f}"]) + " |")
-    return lines
+    lead = ["model", "slice", "mesh", "remat", "micro-batches"]
+    return _table(lead, "step", ["compile (s)"], [
+        [size, f["slice"], _mesh(f["mesh"]), f["remat"], str(f["grad_accum_steps"]), *_cells(f),
+         f"{f['compile_s']:.0f}"]
+        for size, f in rows
+    ])  # fmt: skip
 
 
 def sampler_table(rows: list[tuple[str, dict]]) -> list[str]:
-    lines = [
-        "| model | chip | memory (GiB) | fits | compiler / analytic TFLOP per batch | roofline per batch (s) | "
-        "MFU ceiling | RTF bound | compile (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for size, f in rows:
-        rtf = f"{f['roofline_s'] / (f['batch'] * f['audio_seconds']):.5f}" if "roofline_s" in f else "—"
-        lines.append("| " + " | ".join([size, f["chip"], *_cells(f), rtf, f"{f['compile_s']:.0f}"]) + " |")
-    return lines
+    def rtf(f: dict) -> str:
+        return f"{f['roofline_s'] / (f['batch'] * f['audio_seconds']):.5f}" if "roofline_s" in f else "—"
+
+    return _table(["model", "chip"], "batch", ["RTF bound", "compile (s)"], [
+        [size, f["chip"], *_cells(f), rtf(f), f"{f['compile_s']:.0f}"] for size, f in rows
+    ])  # fmt: skip
 
 
 def _rows(results: dict[str, list[dict]], prefix: str) -> list[tuple[str, dict]]:
@@ -169,7 +175,7 @@ def render(results: dict[str, list[dict]], missing: list[str]) -> str:
         *sampler_table(sample),
     ]
     if missing:
-        lines += ["", f"Not compiled yet (the next row of each): {', '.join(f'`{name}`' for name in missing)}."]
+        lines += ["", f"Not compiled yet (the next row of each): {', '.join(f'`{name}`' for name in sorted(missing))}."]
     return "\n".join(lines)
 
 
@@ -180,16 +186,15 @@ def main() -> None:
     parser.add_argument("--readme", default="README.md", help="the file whose tpu-tables section is replaced")
     parser.add_argument("--render_only", action="store_true", help="tables from the kept rows, compiling nothing")
     args = parser.parse_args()
-    global RENDER_ONLY
-    RENDER_ONLY = args.render_only
-    results, missing = collect(ROOT / args.out, args.jobs)
+    rows = Rows(ROOT / args.out, render_only=args.render_only)
+    results = collect(rows, args.jobs)
     readme = ROOT / args.readme
     text = readme.read_text()
     if START not in text or END not in text:
         raise SystemExit(f"{readme} has no {START} ... {END} section")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{render(results, missing)}\n{END}{tail}")
+    readme.write_text(f"{head}{START}\n{render(results, rows.missing)}\n{END}{tail}")
     print(f"wrote the tables into {readme}")
 
 

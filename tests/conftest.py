@@ -5,13 +5,25 @@ backend optimisations (about 40 % less compile time). Everything XLA does to the
 sharding, layouts — is unchanged, and the parity tests hold the outputs to the original's either way.
 """
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One persistent XLA compilation cache for the whole run, shared by the worker processes (pytest-xdist starts
+# them after this runs, with this environment) and by every process a test launches: a program compiled once
+# (the tiny model's train step, sampler, encoders, VAE) is read back, not compiled again. A cached executable is
+# the same program, so no number changes. The process that made the folder removes it at exit.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="uniflow-tests-xla-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import jax
 import numpy as np

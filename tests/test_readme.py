@@ -108,3 +108,16 @@ def test_quickstart_is_the_demo_then_the_tests():
     lines = [line for line in quickstart.split("```")[0].splitlines() if line and not line.startswith("#")]
     assert lines == ["bash scripts/demo.sh demo_out", 'pip install -e ".[test,video,tpu]" && python -m pytest']
     assert "bash scripts/demo.sh" in (REPO / ".ci/newcomer").read_text().replace('"$REPO/', "")
+
+
+def test_the_tpu_tables_are_the_scripts_rendering_of_the_kept_rows(tmp_path):
+    """The README's TPU tables are what ``scripts/tpu_tables.py`` makes of the rows in docs/tpu_plans (no hand
+    edits, no row without its JSON): re-rendered from them, the README does not change."""
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    done = subprocess.run(
+        [sys.executable, "scripts/tpu_tables.py", "--render_only", f"--readme={readme}"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert readme.read_text() == (REPO / "README.md").read_text()

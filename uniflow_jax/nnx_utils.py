@@ -19,6 +19,14 @@ def count_parameters(state: nnx.State, variable_type: type = nnx.Variable) -> in
     return sum(math.prod(v.shape) for _, v in nnx.to_flat_state(state) if isinstance(v, variable_type))
 
 
+def _shapes_and_shardings(
+    make: Callable[[], Any], mesh: jax.sharding.Mesh, rules: parallel.LogicalRules | None
+) -> tuple[nnx.GraphDef, nnx.State, Any]:
+    """``make()`` traced, not run: its graph, its state as shapes, and the shardings its logical axes give."""
+    graphdef, abstract_state = nnx.split(nnx.eval_shape(make))
+    return graphdef, abstract_state, parallel.state_shardings(abstract_state, mesh, rules)
+
+
 def create_sharded(
     make: Callable[[], Any], mesh: jax.sharding.Mesh, rules: parallel.LogicalRules | None = None
 ) -> tuple[nnx.GraphDef, nnx.State]:
@@ -27,8 +35,7 @@ def create_sharded(
 
     The initialiser runs once, so XLA compiles it without backend optimisation (half the compile time).
     """
-    graphdef, abstract_state = nnx.split(nnx.eval_shape(make))
-    shardings = parallel.state_shardings(abstract_state, mesh, rules)
+    graphdef, _, shardings = _shapes_and_shardings(make, mesh, rules)
     init = jax.jit(lambda: nnx.split(make())[1], out_shardings=shardings).lower()
     return graphdef, init.compile(compiler_options={"xla_backend_optimization_level": 0})()
 
@@ -38,8 +45,7 @@ def abstract_sharded(
 ) -> tuple[nnx.GraphDef, nnx.State]:
     """``make()``'s parameters as shapes, dtypes and the mesh's shardings, nothing allocated: what a program
     compiled ahead of time for devices this host does not have (``python -m uniflow_jax.aot``) takes."""
-    graphdef, abstract_state = nnx.split(nnx.eval_shape(make))
-    shardings = parallel.state_shardings(abstract_state, mesh, rules)
+    graphdef, abstract_state, shardings = _shapes_and_shardings(make, mesh, rules)
     is_var = lambda v: isinstance(v, nnx.Variable)  # noqa: E731
     state = jax.tree.map(
         lambda v, s: v.replace(jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s)),

@@ -64,6 +64,7 @@ from collections.abc import Sequence
 
 import jax
 from absl import flags, logging
+from jax.experimental.compilation_cache import compilation_cache
 from ml_collections import config_flags
 
 from uniflow_jax import cli, tasks
@@ -157,7 +158,10 @@ def load_model() -> LoadedModel:
     """The model the flags name: ``--checkpoint`` (converted release), ``--workdir`` (trained) or ``--config``
     (random weights)."""
     if FLAGS.compilation_cache:
-        jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache)
+        # JAX opens its persistent cache once per process: reset it, so that a process which compiled before
+        # (a notebook, a test calling main) uses this folder from now on.
+        compilation_cache.set_cache_dir(str(FLAGS.compilation_cache))
+        compilation_cache.reset_cache()
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     shape = [int(x) for x in FLAGS.mesh_shape.split(",")] if FLAGS.mesh_shape else None
     if FLAGS.checkpoint:

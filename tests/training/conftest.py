@@ -3,7 +3,6 @@
 import json
 import pathlib
 
-import jax
 import pytest
 
 from uniflow_jax import instructions
@@ -34,18 +33,7 @@ def get_config():
 
 
 @pytest.fixture(scope="session")
-def compilation_cache(tmp_path_factory) -> pathlib.Path:
-    """JAX's persistent compilation cache, shared by the in-process runs and the launched processes: the
-    same train step on the same mesh compiles once per session (a cached executable is the same program,
-    so the numbers do not change)."""
-    path = tmp_path_factory.mktemp("jax_cache")
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    return path
-
-
-@pytest.fixture(scope="session")
-def train_config_file(tmp_path_factory, compilation_cache) -> pathlib.Path:
+def train_config_file(tmp_path_factory) -> pathlib.Path:
     """A config file (tiny model, tiny demo corpus) usable in-process and by ``python -m uniflow_jax.train``."""
     root = tmp_path_factory.mktemp("train_corpus")
     corpus = root / "demo"
