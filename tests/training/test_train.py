@@ -139,15 +139,16 @@ def test_sigterm_saves_at_the_next_step_and_sigkill_loses_nothing(reference, tra
     assert losses(tmp_path) == reference[1], f"preempted at step {preempted}, killed after step {kill_at}"
 
 
-@pytest.mark.parametrize("devices", [1, 4])
-def test_checkpoint_of_8_devices_resumes_on_fewer(reference, train_config_file, tmp_path, devices):
+def test_checkpoint_of_8_devices_resumes_on_fewer(reference, train_config_file, tmp_path):
+    """Saved sharded over 8 devices, resumed over 4 (every array resharded): the same trajectory. (Onto one
+    device: the sampler tests restore a one-device run on eight.)"""
     workdir = tmp_path / "run"
     shutil.copytree(reference[0], workdir)
     shutil.rmtree(workdir / "checkpoints" / str(STEPS))
     shutil.rmtree(workdir / "best")
     kept = [line for line in (workdir / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= 10]
     (workdir / "metrics.jsonl").write_text("\n".join(kept) + "\n")
-    finish(launch(train_config_file, workdir, "--config.train.num_steps=14", devices=devices))
+    finish(launch(train_config_file, workdir, "--config.train.num_steps=14", devices=4))
     assert_close(losses(workdir), reference[1], range(11, 15))
 
 
