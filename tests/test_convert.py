@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 from absl import flags
 from flax import nnx
+from jax.experimental.compilation_cache import compilation_cache
 
 from uniflow_jax import config_lib, sample
 from uniflow_jax.models import t5, uniflow
@@ -218,12 +219,18 @@ def test_buffer_values_are_checked(tiny_release):
 
 
 def _sample_command(*args) -> None:
-    """``python -m uniflow_jax.sample ARGS``, in this process (the flags parsed as the command line would)."""
+    """``python -m uniflow_jax.sample ARGS``, in this process (the flags parsed as the command line would).
+    A ``--compilation_cache`` it was given is the run's shared cache again afterwards (tests/conftest.py)."""
     argv = flags.FLAGS(["sample", *map(str, args)])
+    cache = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
     try:
         sample.main(argv)
     finally:
         flags.FLAGS.unparse_flags()
+        if jax.config.jax_compilation_cache_dir != cache[0]:
+            compilation_cache.set_cache_dir(cache[0])
+            compilation_cache.reset_cache()
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", cache[1])
 
 
 def test_the_readme_command_of_every_task_runs_on_a_converted_checkpoint(converted, tmp_path, capsys, write_video):
