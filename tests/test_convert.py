@@ -16,7 +16,6 @@ import pytest
 import soundfile as sf
 from absl import flags
 from flax import nnx
-from jax.experimental.compilation_cache import compilation_cache
 
 from uniflow_jax import config_lib, sample
 from uniflow_jax.models import t5, uniflow
@@ -228,9 +227,7 @@ def _sample_command(*args) -> None:
     finally:
         flags.FLAGS.unparse_flags()
         if jax.config.jax_compilation_cache_dir != cache[0]:
-            compilation_cache.set_cache_dir(cache[0])
-            compilation_cache.reset_cache()
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", cache[1])
+            sample.use_compilation_cache(*cache)
 
 
 def test_the_readme_command_of_every_task_runs_on_a_converted_checkpoint(converted, tmp_path, capsys, write_video):

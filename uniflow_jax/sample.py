@@ -154,15 +154,19 @@ def _define_flags() -> None:
 # ---------------------------------------------------------------------------------------------- command line
 
 
+def use_compilation_cache(folder: str | None, min_compile_seconds: float = 1.0) -> None:
+    """Keeps compiled programs in ``folder`` (JAX's persistent cache) from now on. JAX opens that cache once per
+    process, so it is reset: a process that compiled before (a notebook, a test calling main) switches too."""
+    compilation_cache.set_cache_dir(folder)
+    compilation_cache.reset_cache()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
+
+
 def load_model() -> LoadedModel:
     """The model the flags name: ``--checkpoint`` (converted release), ``--workdir`` (trained) or ``--config``
     (random weights)."""
     if FLAGS.compilation_cache:
-        # JAX opens its persistent cache once per process: reset it, so that a process which compiled before
-        # (a notebook, a test calling main) uses this folder from now on.
-        compilation_cache.set_cache_dir(str(FLAGS.compilation_cache))
-        compilation_cache.reset_cache()
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        use_compilation_cache(str(FLAGS.compilation_cache))
     shape = [int(x) for x in FLAGS.mesh_shape.split(",")] if FLAGS.mesh_shape else None
     if FLAGS.checkpoint:
         return LoadedModel.from_converted(FLAGS.checkpoint, mesh_shape=shape)
