@@ -10,6 +10,7 @@ with depth. Activations are channels-last (B, T, C).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -166,18 +167,20 @@ class DiT(nnx.Module):
         self.out_blocks = layers.create_stack(lambda r: DiTBlock(cfg, skip=True, rngs=r), cfg.depth // 2, rngs)
         self.final_block = FinalBlock(cfg, rngs=rngs)
 
-    def conditioning(self, ta_context: jax.Array, context: jax.Array) -> dict[str, dict[str, jax.Array]]:
+    def conditioning(
+        self, ta_context: jax.Array, context: jax.Array, remat_policy: Callable | None = None
+    ) -> dict[str, dict[str, jax.Array]]:
         """Every block's share of the conditioning streams (see :meth:`DiTBlock.conditioning`), the stacks'
-        stacked on their ``layers`` axis: ta_context (B, T, ta_dim), context (B, L, ctx_dim)."""
+        stacked on their ``layers`` axis: ta_context (B, T, ta_dim), context (B, L, ctx_dim). ``remat_policy``
+        (training): the blocks' norms are recomputed for the backward pass, not kept in float32 per layer."""
         dtype = jnp.dtype(self.cfg.dtype)
         ta = ta_context.astype(dtype)
         ctx = self.context_embed(context.astype(dtype))
         of_stack = lambda blk, carry, _: (carry, blk.conditioning(ta, ctx))  # noqa: E731
-        return {
-            "in": layers.scan_stack(self.in_blocks, of_stack, None, unroll=self.cfg.scan_unroll)[1],
-            "mid": self.mid_block.conditioning(ta, ctx),
-            "out": layers.scan_stack(self.out_blocks, of_stack, None, unroll=self.cfg.scan_unroll)[1],
-        }
+        unroll = self.cfg.scan_unroll
+        stacked = lambda stack: layers.scan_stack(stack, of_stack, None, None, remat_policy, unroll)[1]  # noqa: E731
+        mid = layers.checkpointed(self.mid_block, DiTBlock.conditioning, ta, ctx, remat_policy=remat_policy)
+        return {"in": stacked(self.in_blocks), "mid": mid, "out": stacked(self.out_blocks)}
 
     def __call__(
         self,
@@ -203,10 +206,11 @@ class DiT(nnx.Module):
         dtype = jnp.dtype(self.cfg.dtype)
         if timesteps.ndim == 0:
             timesteps = jnp.broadcast_to(jnp.trunc(timesteps), (b,))
+        policy, unroll = REMAT_POLICIES[self.cfg.remat], self.cfg.scan_unroll
         if conditioning is None:
             if ta_context.shape[1] == t - 1:  # the original front-pads a one-frame-short stream
                 ta_context = jnp.pad(ta_context, ((0, 0), (1, 0), (0, 0)))
-            conditioning = self.conditioning(ta_context, context)
+            conditioning = self.conditioning(ta_context, context, policy)
         h = parallel.constrain(self.patch_embed(x.astype(dtype)), ("batch", "length", "embed"))
         time_silu = jax.nn.silu(self.time_embed(timesteps))
         # One RoPE table for every block, computed outside the layer loops (see Rotary.table): all blocks have
@@ -215,7 +219,6 @@ class DiT(nnx.Module):
         args = (time_silu, self.mid_block.attn.rotary.table(t))
         masks = (x_mask, context_mask)
 
-        policy, unroll = REMAT_POLICIES[self.cfg.remat], self.cfg.scan_unroll
         h, skips = layers.scan_stack(
             self.in_blocks,
             lambda blk, h, c: (blk(h, None, *args, c, *masks),) * 2,
@@ -224,7 +227,8 @@ class DiT(nnx.Module):
             policy,
             unroll,
         )
-        h = self.mid_block(h, None, *args, conditioning["mid"], *masks)
+        mid = lambda blk, h: blk(h, None, *args, conditioning["mid"], *masks)  # noqa: E731
+        h = layers.checkpointed(self.mid_block, mid, h, remat_policy=policy)
         h, _ = layers.scan_stack(
             self.out_blocks,
             lambda blk, h, xs: (blk(h, xs[0], *args, xs[1], *masks), None),

@@ -353,6 +353,16 @@ def _select_layer(stacked: jax.Array, index: jax.Array) -> jax.Array:
     return (one_hot @ stacked.reshape(count, -1)).reshape(stacked.shape[1:])
 
 
+def checkpointed(module: nnx.Module, body: Callable[..., Any], *args: Any, remat_policy: Callable | None) -> Any:
+    """``body(module, *args)``, rematerialised with ``remat_policy`` as :func:`scan_stack` does its layers (None:
+    as is): a block outside a layer stack then keeps for the backward pass only what the policy saves, not
+    every activation (its attention probabilities among them)."""
+    if remat_policy is None:
+        return body(module, *args)
+    graphdef, state = nnx.split(module)
+    return jax.checkpoint(lambda s, *a: body(nnx.merge(graphdef, s), *a), policy=remat_policy)(state, *args)
+
+
 def scan_stack(
     stack: nnx.Module,
     body: Callable[[nnx.Module, Any, Any], tuple[Any, Any]],
