@@ -1,12 +1,16 @@
 """DiT backbone: parity with the original, sizes, padding invariance, sharding, a scanned stack."""
 
+import contextlib
 import dataclasses
+import io
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.ad_checkpoint import print_saved_residuals
 
 from uniflow_jax import config_lib, nnx_utils, parallel, parity
 from uniflow_jax.models import dit
@@ -141,3 +145,20 @@ def test_remat_policies_give_the_same_loss_and_gradients(tiny, no_remat_loss_and
     np.testing.assert_allclose(l1, l0, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("remat", ["full", "dots"])
+def test_remat_keeps_no_attention_probabilities_for_the_backward_pass(tiny, remat):
+    """Every block, the mid block and the conditioning streams included, runs under the remat policy: what the
+    backward pass keeps of an attention is its inputs, never its (heads, frames, frames) probabilities."""
+    cfg = dataclasses.replace(TINY, remat=remat)
+    x, t, ta, ctx, x_mask, ctx_mask = _inputs(cfg, batch=2, frames=40)
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0))))
+    loss = lambda s: jnp.mean(nnx.merge(graphdef, s)(x, t, ta, ctx, x_mask, ctx_mask) ** 2)  # noqa: E731
+    listing = io.StringIO()
+    with contextlib.redirect_stdout(listing):
+        print_saved_residuals(loss, tiny[1])  # one line per residual: "f32[2,4,40,40] output of exp from ..."
+    saved = listing.getvalue().splitlines()
+    assert any("output of" in line for line in saved), saved
+    probabilities = [line for line in saved if re.match(r"\w+\[[\d,]*40,40\]", line)]
+    assert not probabilities, probabilities
