@@ -1,5 +1,7 @@
 """The train step on a toy objective: gradient accumulation, non-finite skipping, EMA, learning-rate report."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from uniflow_jax import tasks
+from uniflow_jax import parallel, tasks
 from uniflow_jax.training import optimizer, state, step
 
 OPTIMIZER = ml_collections.ConfigDict(
@@ -52,6 +54,23 @@ def test_accumulated_micro_batches_give_the_full_batch_update():
         b, mb = accumulated(s, {}, batch())
         s = a
     np.testing.assert_allclose(ma["loss"], mb["loss"], rtol=1e-6)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+
+
+def test_micro_batches_stay_on_the_devices_that_hold_their_rows():
+    """Accumulating over a batch sharded on 8 devices moves no rows between them: the compiled step's only
+    collective is the gradient's all-reduce (a micro-batch of consecutive rows sat on a few devices, and the
+    compiler gathered and permuted the batch every micro-step), and the update is the full batch's."""
+    mesh = parallel.make_mesh((8, 1, 1), jax.devices()[:8])
+    full, s = setup()
+    accumulated, _ = setup(grad_accum_steps=4)
+    data = jax.device_put(batch(size=64), parallel.batch_sharding(mesh, 1))
+    with jax.set_mesh(mesh):
+        program = accumulated.lower(s, {}, data).compile().as_text()
+        a, _ = accumulated(s, {}, data)
+    assert not re.findall(r"all-gather|all-to-all|collective-permute", program)
+    b, _ = full(s, {}, batch(size=64))
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from absl import logging
 
-from uniflow_jax import nnx_utils
+from uniflow_jax import nnx_utils, parallel
 from uniflow_jax.training import flops
 from uniflow_jax.training.objectives import Objective
 from uniflow_jax.training.state import ModelSpec, TrainState
@@ -43,10 +43,19 @@ def make_train_step(
         return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
     def accumulated(state: TrainState, frozen, batch, key):
-        """Mean gradient over ``grad_accum_steps`` micro-batches (one scan, so memory is one micro-batch's)."""
+        """Mean gradient over ``grad_accum_steps`` micro-batches (one scan, so memory is one micro-batch's).
+
+        Micro-batch m is rows m, m + n, m + 2n, ... (n = ``grad_accum_steps``): each device holds its share of
+        every micro-batch and no row moves. Consecutive blocks of rows would each sit on a few devices, and the
+        compiler then moves them or runs the other devices' share replicated."""
         if grad_accum_steps == 1:
             return loss_and_grads(state.params, state.buffers, frozen, batch, key)
-        micro = jax.tree.map(lambda x: x.reshape(grad_accum_steps, -1, *x.shape[1:]), batch)
+
+        def split(x):
+            x = x.reshape(-1, grad_accum_steps, *x.shape[1:]).swapaxes(0, 1)
+            return parallel.constrain(x, (None, "batch") + (None,) * (x.ndim - 2))
+
+        micro = jax.tree.map(split, batch)
 
         def body(carry, inputs):
             index, mb = inputs
