@@ -1,10 +1,11 @@
-"""The README's TPU tables: ``python scripts/tpu_tables.py [--jobs 2] [--out docs/tpu_plans]``.
+"""The README's TPU tables: ``python scripts/tpu_tables.py [--jobs 2] [--out docs/tpu_plans] [--only REGEX]``.
 
 Every row is one run of ``python -m uniflow_jax.aot`` (its JSON kept in ``--out``; a row already there is not
-compiled again, so an interrupted run resumes), then the tables replace the README's section between the
-``tpu-tables`` markers. Train rows: the recipe's global batch 192 on the largest bucket (20 s), the config's
-remat, a data-parallel mesh, and where that does not fit the most gradient accumulation the batch allows
-(``_series``); FLOPs and bytes are counted for ``COUNTED`` on v5p-8; choices (fsdp, remat) on ``small``.
+compiled again, so an interrupted run resumes; ``--only``: compile just the rows whose names match), then the
+tables replace the README's section between the ``tpu-tables`` markers. Train rows: the recipe's global batch
+192 on the largest bucket (20 s), the config's remat, a data-parallel mesh, and where that does not fit the
+most gradient accumulation the batch allows, then fsdp with it (``Rows.series``); FLOPs and bytes are counted
+for ``COUNTED`` on v5p-8; choices (fsdp, remat) on ``small``.
 Sampler rows: T2A 10 s, batch 8, 25 steps, guidance 5 on one chip of each kind.
 """
 
@@ -15,6 +16,7 @@ import concurrent.futures
 import dataclasses
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -37,12 +39,13 @@ class Rows:
 
     out: pathlib.Path
     render_only: bool = False  # tables from the kept rows only; a row not kept is listed in ``missing``
+    only: str = ""  # a regular expression: compile only the rows whose names match it (the others as render_only)
     missing: list[str] = dataclasses.field(default_factory=list)
 
     def run(self, name: str, args: list[str]) -> dict | None:
         """One ``aot`` run, or its kept JSON (None when it is not kept and nothing may be compiled)."""
         path = self.out / f"{name}.json"
-        if not path.exists() and self.render_only:
+        if not path.exists() and (self.render_only or not re.search(self.only, name)):
             self.missing.append(name)
             return None
         if not path.exists():
@@ -56,17 +59,19 @@ class Rows:
 
     def series(self, name: str, args: list[str], counted: bool = False) -> list[dict]:
         """The step on a data-parallel mesh; where it does not fit, with the most gradient accumulation the
-        batch allows (micro-batches must divide every chip's rows). ``counted``: FLOPs and bytes too."""
+        batch allows (micro-batches must divide every chip's rows); where that does not fit either, fully
+        sharded (fsdp: parameters and optimizer state split over the chips) with that accumulation.
+        ``counted``: FLOPs and bytes too."""
         args = args if counted else [*args, MEMORY_ONLY]
-        first = self.run(f"{name}-data", args)
-        if first is None:
-            return []
-        per_chip = BATCH // first["chips"]
+        done = [self.run(f"{name}-data", args)]
+        per_chip = BATCH // done[0]["chips"] if done[0] else 1
         most = per_chip & -per_chip  # the largest power of two dividing a chip's rows
-        if first["fits"] or most == 1:
-            return [first]
-        accumulated = self.run(f"{name}-data-accum{most}", [*args, f"--config.train.grad_accum_steps={most}"])
-        return [first] + ([] if accumulated is None else [accumulated])
+        accumulate = f"--config.train.grad_accum_steps={most}"
+        if done[-1] and not done[-1]["fits"] and most > 1:
+            done.append(self.run(f"{name}-data-accum{most}", [*args, accumulate]))
+        if done[-1] and not done[-1]["fits"]:
+            done.append(self.run(f"{name}-fsdp-accum{most}", [*args, FSDP, accumulate]))
+        return [row for row in done if row is not None]
 
 
 FSDP = "--config.mesh.shape=(1,-1,1)"
@@ -161,8 +166,9 @@ def render(results: dict[str, list[dict]], missing: list[str]) -> str:
         lines += ["Counted (FLOPs and bytes from the unrolled twins), on v5p-8:", "", *train_table(counted), ""]
     lines += [
         "Train step, global batch 192 on the largest bucket (20 s = 1000 latent frames), bf16, on every slice:",
-        "data-parallel, and where that does not fit, the most gradient accumulation the batch allows. Memory",
-        '"> X of Y": the compiler refused the program: X GiB of temporaries against Y GiB of usable HBM.',
+        "data-parallel; where that does not fit, the most gradient accumulation the batch allows; where that",
+        'does not fit either, fully sharded (fsdp) with that accumulation. Memory "> X of Y": the compiler',
+        "refused the program: X GiB of temporaries (its estimate when it gave up) against Y GiB of usable HBM.",
         "",
         *train_table(train),
         "",
@@ -185,8 +191,9 @@ def main() -> None:
     parser.add_argument("--out", default="docs/tpu_plans", help="where each row's JSON is kept")
     parser.add_argument("--readme", default="README.md", help="the file whose tpu-tables section is replaced")
     parser.add_argument("--render_only", action="store_true", help="tables from the kept rows, compiling nothing")
+    parser.add_argument("--only", default="", help="compile only the rows whose names match this regex")
     args = parser.parse_args()
-    rows = Rows(ROOT / args.out, render_only=args.render_only)
+    rows = Rows(ROOT / args.out, render_only=args.render_only, only=args.only)
     results = collect(rows, args.jobs)
     readme = ROOT / args.readme
     text = readme.read_text()
