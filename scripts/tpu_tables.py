@@ -120,7 +120,7 @@ def _cells(f: dict) -> list[str]:
         return [memory, "no", "—", "—", "—"]
     counted = "roofline_s" in f
     return [
-        f"{_gib(f['total_gib'])} of {f['hbm_gib']:g}",
+        f"{_gib(f['total_gib'])}{'' if f.get('memory_basis') == 'peak' else ' Σ'} of {f['hbm_gib']:g}",
         "yes" if f["fits"] else "no",
         f"{f['compiler_tflop']:.1f} / {f['analytic_tflop']:.1f}" if counted else "—",
         f"{f['roofline_s']:.3f} ({f['bound']})" if counted else "—",
