@@ -4,9 +4,10 @@ Every row is one run of ``python -m uniflow_jax.aot`` (its JSON kept in ``--out`
 compiled again, so an interrupted run resumes; ``--only``: compile just the rows whose names match), then the
 tables replace the README's section between the ``tpu-tables`` markers. Train rows: the recipe's global batch
 192 on the largest bucket (20 s), the config's remat, a data-parallel mesh, and where that does not fit the
-most gradient accumulation the batch allows, then fsdp with it (``Rows.series``); FLOPs and bytes are counted
-for ``COUNTED`` on v5p-8; choices (fsdp, remat) on ``small``.
-Sampler rows: T2A 10 s, batch 8, 25 steps, guidance 5 on one chip of each kind.
+most gradient accumulation the batch allows, then fsdp with it (``Rows.series``); choices (fsdp, remat) on
+``small``. Sampler rows: T2A 10 s, batch 8, 25 steps, guidance 5 on one chip of each kind. Every row that fits
+is counted too (FLOPs, bytes, roofline, MFU ceiling) by a second run, ``aot --memory=false``, kept in
+``--out``/counts: memory and counting are separate compiles, so either can be redone alone.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SIZES = ("small", "base", "large")
 SLICES = ("v5e-8", "v5e-16", "v5p-8", "v6e-8")
+# Below the slices above, for the smallest v5e slice that holds `large` (it fits v5e-8, fully sharded).
+SMALLER = {"large": ("v5e-4", "v5e-2")}
 BATCH = 192  # the recipe's global batch (config_lib.base_config)
-# Sizes whose FLOPs and bytes are counted. Counting compiles unrolled twins of the program: on the 2-core host
-# these tables were made on, the twin of `small`'s step ran over 15 minutes without finishing (its scanned
-# program compiles in about a minute), so the tables there are memory only: COUNTED = ().
-COUNTED: tuple[str, ...] = ()
 CHIPS = ("v5e-1", "v5p-2", "v6e-1")  # one chip of each kind
 START, END = "<!-- tpu-tables:start -->", "<!-- tpu-tables:end -->"
 
@@ -43,12 +42,21 @@ class Rows:
     missing: list[str] = dataclasses.field(default_factory=list)
 
     def run(self, name: str, args: list[str]) -> dict | None:
-        """One ``aot`` run, or its kept JSON (None when it is not kept and nothing may be compiled)."""
-        path = self.out / f"{name}.json"
+        """One ``aot`` run for memory, with its count merged in where it fits (None when it is not kept and
+        nothing may be compiled)."""
+        row = self._aot(name, [*args, "--count=false"], self.out / f"{name}.json")
+        if row is None or not row["fits"]:
+            return row
+        counts = self._aot(f"{name} (count)", [*args, "--memory=false"], self.out / "counts" / f"{name}.json")
+        return row if counts is None else {**counts, **row}
+
+    def _aot(self, name: str, args: list[str], path: pathlib.Path) -> dict | None:
+        """``python -m uniflow_jax.aot ARGS --json=PATH``, or its kept JSON."""
         if not path.exists() and (self.render_only or not re.search(self.only, name)):
             self.missing.append(name)
             return None
         if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
             start = time.time()
             cmd = [sys.executable, "-m", "uniflow_jax.aot", *args, f"--json={path}"]
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -57,12 +65,10 @@ class Rows:
             print(f"{name}: {time.time() - start:.0f} s", flush=True)
         return json.loads(path.read_text())
 
-    def series(self, name: str, args: list[str], counted: bool = False) -> list[dict]:
+    def series(self, name: str, args: list[str]) -> list[dict]:
         """The step on a data-parallel mesh; where it does not fit, with the most gradient accumulation the
         batch allows (micro-batches must divide every chip's rows); where that does not fit either, fully
-        sharded (fsdp: parameters and optimizer state split over the chips) with that accumulation.
-        ``counted``: FLOPs and bytes too."""
-        args = args if counted else [*args, MEMORY_ONLY]
+        sharded (fsdp: parameters and optimizer state split over the chips) with that accumulation."""
         done = [self.run(f"{name}-data", args)]
         per_chip = BATCH // done[0]["chips"] if done[0] else 1
         most = per_chip & -per_chip  # the largest power of two dividing a chip's rows
@@ -75,7 +81,6 @@ class Rows:
 
 
 FSDP = "--config.mesh.shape=(1,-1,1)"
-MEMORY_ONLY = "--count=false"
 
 
 def collect(rows: Rows, jobs: int) -> dict[str, list[dict]]:
@@ -87,21 +92,17 @@ def collect(rows: Rows, jobs: int) -> dict[str, list[dict]]:
 
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         for size in SIZES:
-            for tpu in SLICES:
+            for tpu in (*SMALLER.get(size, ()), *SLICES):
                 args = [f"--config=configs/{size}.py", f"--topology={tpu}"]
                 work[f"train/{size}/{tpu}"] = pool.submit(rows.series, f"train-{size}-{tpu}", args)
-        small = ["--config=configs/small.py", "--topology=v5e-16", MEMORY_ONLY]
+        small = ["--config=configs/small.py", "--topology=v5e-16"]
         one("choice/fsdp", "train-small-v5e-16-fsdp", [*small, FSDP])
         one("choice/remat-full", "choice-small-v5e-16-remat-full", [*small, "--config.model.dit.remat=full"])
         one("choice/remat-none", "choice-small-v5e-16-remat-none", [*small, "--config.model.dit.remat=none"])
         for size in SIZES:
             for chip in CHIPS:
-                counted = size in COUNTED and chip == CHIPS[0]
                 args = [f"--config=configs/{size}.py", f"--topology={chip}", "--part=sample"]
-                one(f"sample/{size}/{chip}", f"sample-{size}-{chip}", args if counted else [*args, MEMORY_ONLY])
-        for size in COUNTED:  # FLOPs, bytes, roofline: on the chip with the most HBM
-            args = [f"--config=configs/{size}.py", "--topology=v5p-8"]
-            work[f"counted/{size}"] = pool.submit(rows.series, f"counted-{size}-v5p-8", args, counted=True)
+                one(f"sample/{size}/{chip}", f"sample-{size}-{chip}", args)
         return {key: future.result() for key, future in work.items()}
 
 
@@ -159,12 +160,8 @@ def _rows(results: dict[str, list[dict]], prefix: str) -> list[tuple[str, dict]]
 
 
 def render(results: dict[str, list[dict]], missing: list[str]) -> str:
-    counted, train, extra = _rows(results, "counted/"), _rows(results, "train/"), _rows(results, "choice/")
-    sample = _rows(results, "sample/")
-    lines = []
-    if counted:
-        lines += ["Counted (FLOPs and bytes from the unrolled twins), on v5p-8:", "", *train_table(counted), ""]
-    lines += [
+    train, extra, sample = _rows(results, "train/"), _rows(results, "choice/"), _rows(results, "sample/")
+    lines = [
         "Train step, global batch 192 on the largest bucket (20 s = 1000 latent frames), bf16, on every slice:",
         "data-parallel; where that does not fit, the most gradient accumulation the batch allows; where that",
         'does not fit either, fully sharded (fsdp) with that accumulation. Memory "> X of Y": the compiler',
@@ -180,8 +177,12 @@ def render(results: dict[str, list[dict]], missing: list[str]) -> str:
         "",
         *sampler_table(sample),
     ]
-    if missing:
-        lines += ["", f"Not compiled yet (the next row of each): {', '.join(f'`{name}`' for name in sorted(missing))}."]
+    uncounted = sorted(name.removesuffix(" (count)") for name in missing if name.endswith(" (count)"))
+    uncompiled = sorted(name for name in missing if not name.endswith(" (count)"))
+    if uncompiled:
+        lines += ["", f"Not compiled yet (the next row of each): {', '.join(f'`{name}`' for name in uncompiled)}."]
+    if uncounted:
+        lines += ["", f"Not counted yet (fits; FLOPs still to count): {', '.join(f'`{name}`' for name in uncounted)}."]
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ NO_LIBTPU = 'libtpu is not installed (pip install -e ".[tpu]"): cannot compile f
 
 def _config():
     config = config_lib.load_config_file("configs/tiny.py")
-    config.model.dit.update(embed_dim=512, num_heads=8)
+    config.model.dit.update(embed_dim=512, num_heads=8, depth=8)  # deeper than the twins: counted by extrapolation
     config.train.global_batch_size = 4
     return config
 
@@ -30,7 +30,7 @@ def train_figures():
 @pytest.fixture(scope="module")
 def sampler_figures():
     pytest.importorskip("libtpu", reason=NO_LIBTPU)
-    settings = dict(batch=1, seconds=2.0, steps=1, guidance=5.0)  # n steps: see test_counts_of_repeated_loops
+    settings = dict(batch=1, seconds=2.0, steps=1, guidance=5.0)  # n steps: see test_counts_from_twins
     return planning.plan(_config(), "v5e-4", part="sample", sampler=settings)
 
 
@@ -108,17 +108,25 @@ def test_missing_libtpu_is_a_clear_message(monkeypatch):
         hardware.tpu_devices(hardware.slice_named("v5e-4"))
 
 
-def test_counts_of_repeated_loops_from_twins_of_one_and_two_repeats():
-    """n micro-batches or ODE steps cost F(1) + (n - 1)(F(2) - F(1)), from the twins' compiled cost analyses."""
+def test_counts_from_twins_shortened_in_repeats_and_depth():
+    """n micro-batches or ODE steps cost F(1) + (n - 1)(F(2) - F(1)); a DiT of depth L, F(2) + (L - 2)(F(4) - F(2)) / 2:
+    bilinear, from the twins' compiled cost analyses."""
 
-    class Twin:
-        def __init__(self, flops, bytes_):
-            compiled = type("Compiled", (), {"cost_analysis": lambda _: {"flops": flops, "bytes accessed": bytes_}})()
-            self.lowered = type("Lowered", (), {"compile": lambda _: compiled})()
+    def twin(repeats, depth, flops, bytes_):
+        compiled = type("Compiled", (), {"cost_analysis": lambda _: {"flops": flops, "bytes accessed": bytes_}})()
+        lowered = type("Lowered", (), {"compile": lambda _: compiled})()
+        return planning.Program("sample", lowered, 1.0, {}, repeats=repeats, depth=depth)
 
-    program = planning.Program("sample", None, 1.0, {}, repeats=25)
-    assert planning.count(program, [Twin(10.0, 100.0), Twin(13.0, 120.0)]) == (10.0 + 24 * 3.0, 100.0 + 24 * 20.0)
-    assert planning.count(planning.Program("train", None, 1.0, {}), [Twin(7.0, 9.0)]) == (7.0, 9.0)
+    def cost(n, depth):  # any a + b L + n (c + d L)
+        return 5.0 + 2.0 * depth + n * (3.0 + 0.5 * depth), 50.0 + n * (20.0 + 4.0 * depth)
+
+    program = planning.Program("sample", None, 1.0, {}, repeats=25, depth=28)
+    shapes = planning.twin_shapes(program)
+    assert shapes == [(1, 2), (2, 2), (1, 4), (2, 4)]
+    assert planning.count(program, [twin(n, d, *cost(n, d)) for n, d in shapes]) == pytest.approx(cost(25, 28))
+    shallow = planning.Program("train", None, 1.0, {}, repeats=1, depth=4)  # one twin: itself, unrolled
+    assert planning.twin_shapes(shallow) == [(1, 4)]
+    assert planning.count(shallow, [twin(1, 4, 7.0, 9.0)]) == (7.0, 9.0)
 
 
 _FAKED_COMMAND = """

@@ -37,7 +37,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("num_slices", 1, "Slices joined over the data-centre network (multislice).")
     flags.DEFINE_enum("part", "train", ["train", "sample"], "The train step, or the sampler + VAE decode.")
     flags.DEFINE_integer("bucket", -1, "Train: which of data.buckets (default the largest, the most memory).")
-    flags.DEFINE_bool("count", True, "Count FLOPs and bytes on unrolled twins (a few more compiles).")
+    flags.DEFINE_bool("count", True, "Count FLOPs and bytes on unrolled twins (a few more, smaller compiles).")
+    flags.DEFINE_bool("memory", True, "Compile the program itself for its memory (false: only count, on the twins).")
     flags.DEFINE_integer("sampler_batch", 8, "Sample: requests per batch.")
     flags.DEFINE_float("sampler_seconds", 10.0, "Sample: seconds of audio per request.")
     flags.DEFINE_integer("sampler_steps", 25, "Sample: Euler steps.")
@@ -63,7 +64,8 @@ def main(argv: Sequence[str]) -> None:
                    guidance=FLAGS.guidance)  # fmt: skip
     try:
         figures = planning.plan(FLAGS.config, FLAGS.topology, part=FLAGS.part, num_slices=FLAGS.num_slices,
-                                counted=FLAGS.count, bucket=FLAGS.bucket, sampler=sampler)  # fmt: skip
+                                counted=FLAGS.count, memory=FLAGS.memory, bucket=FLAGS.bucket,
+                                sampler=sampler)  # fmt: skip
     except (hardware.LibTPUMissing, ValueError) as e:
         sys.exit(f"error: {e}")
     compiled = figures.pop("compiled", None)

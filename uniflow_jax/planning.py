@@ -42,6 +42,10 @@ class Program:
     analytic_flops: float  # the whole program on all chips (flops.py: the backbone; + the VAE decode when sampling)
     what: dict[str, Any]  # its shapes and settings, as reported
     repeats: int = 1  # of its loop that twins shorten (see :func:`count`)
+    depth: int = 0  # the DiT's in- + out-blocks, which twins shorten too
+
+
+TWIN_DEPTHS = (2, 4)  # the depths of the twins of a deeper DiT (see :func:`count`)
 
 
 def for_accelerator(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -99,7 +103,9 @@ def train_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, bu
         "remat": objective.cfg.dit.remat,
         "dtype": objective.cfg.dit.dtype,
     }
-    return Program("train", lowered, objective.step_flops(batch), what, repeats=t.grad_accum_steps)
+    return Program(
+        "train", lowered, objective.step_flops(batch), what, repeats=t.grad_accum_steps, depth=objective.cfg.dit.depth
+    )
 
 
 def t2a_request(cfg: uniflow.UniFlowConfig, caption_tokens: int = 12) -> dict[str, Any]:
@@ -139,7 +145,7 @@ def sampler_program(
     analytic += flops.vae_decode_flops(cfg.vae, rows, padded)
     what = {"batch": batch, "audio_seconds": seconds, "steps": steps, "guidance": guidance,
             "latent_frames": padded, "dtype": cfg.dit.dtype}  # fmt: skip
-    return Program("sample", lowered, analytic, what, repeats=steps)
+    return Program("sample", lowered, analytic, what, repeats=steps, depth=cfg.dit.depth)
 
 
 def _out_of_memory(error: Exception) -> str | None:
@@ -157,68 +163,100 @@ def _cost(compiled: Any) -> tuple[float, float]:
     return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
 
 
+def twin_shapes(program: Program) -> list[tuple[int, int]]:
+    """The (repeats, depth) of the twins that count ``program`` (see :func:`count`)."""
+    repeats = [1] if program.repeats == 1 else [1, 2]
+    depths = [program.depth] if program.depth <= TWIN_DEPTHS[-1] else list(TWIN_DEPTHS)
+    return [(r, d) for d in depths for r in repeats]
+
+
 def count(program: Program, twins: Sequence[Program]) -> tuple[float, float]:
     """(FLOPs, bytes accessed) per chip of ``program``, from the TPU compiler's cost analysis of its twins.
 
     XLA's cost analysis counts a loop body once, so a twin is the same program traced inside
-    ``nnx_utils.loops_unrolled``. Its one loop that would make it huge (the train step's micro-batches, the
-    sampler's ODE steps) is shortened instead: twins with 1 and 2 repeats give the per-repeat cost, and the
-    program's n repeats cost F(1) + (n − 1)·(F(2) − F(1))."""
-    costs = [_cost(twin.lowered.compile()) for twin in twins]
-    if len(costs) == 1:
-        return costs[0]
-    (f1, b1), (f2, b2) = costs
-    n = program.repeats
-    return f1 + (n - 1) * (f2 - f1), b1 + (n - 1) * (b2 - b1)
+    ``nnx_utils.loops_unrolled``. The loops that would make it huge are shortened instead, and the cost is
+    linear in each: the program's n repeats (the train step's micro-batches, the sampler's ODE steps) cost
+    F(1) + (n − 1)·(F(2) − F(1)) from twins with 1 and 2 repeats, and a DiT of depth L (in- + out-blocks)
+    costs F(2) + (L − 2)·(F(4) − F(2)) / 2 from twins of depths 2 and 4. Unrolled at full depth, the twin of
+    ``small``'s step did not compile in 15 minutes here; the shortened twins compile in about a minute."""
+
+    def along(points: dict[int, np.ndarray], x: int) -> np.ndarray:
+        if len(points) == 1:
+            return next(iter(points.values()))
+        (x1, f1), (x2, f2) = sorted(points.items())
+        return f1 + (x - x1) * (f2 - f1) / (x2 - x1)
+
+    by_depth: dict[int, dict[int, np.ndarray]] = {}
+    for twin in twins:
+        by_depth.setdefault(twin.depth, {})[twin.repeats] = np.array(_cost(twin.lowered.compile()))
+    flops_, bytes_ = along({d: along(costs, program.repeats) for d, costs in by_depth.items()}, program.depth)
+    return float(flops_), float(bytes_)
 
 
-def analyse(program: Program, twins: Sequence[Program], chip: hardware.Chip, chips: int) -> dict[str, Any]:
+def analyse(
+    program: Program, twins: Sequence[Program], chip: hardware.Chip, chips: int, *, memory: bool = True
+) -> dict[str, Any]:
     """Compiles ``program`` and reads the compiler's analyses, per chip.
 
-    Memory: ``fits`` when the compiler accepted it and arguments + outputs − aliased (donated) + temporaries +
-    generated code ≤ the chip's HBM; a program the compiler refuses for memory gets ``fits`` False and its
+    Memory (``memory``: else not compiled, e.g. for a program whose memory is known): ``fits`` when the compiler
+    accepted it and its peak (where it reports one, else arguments + outputs − aliased (donated) + temporaries
+    + generated code) ≤ the chip's HBM; a program the compiler refuses for memory gets ``fits`` False and its
     message in ``error``. FLOPs and bytes accessed: from ``twins`` (see :func:`count`; none: not counted).
     ``compiled`` is the executable (for ``--save``)."""
     out: dict[str, Any] = {"part": program.part, **program.what, "chips": chips, "chip": chip.name}
     out["analytic_tflop"] = program.analytic_flops / 1e12
+    if memory:
+        out.update(_memory(program, chip))
+        if "error" in out:
+            return out
+    if twins:
+        out.update(_speed(program, twins, chip, chips))
+    return out
+
+
+def _memory(program: Program, chip: hardware.Chip) -> dict[str, Any]:
+    """The compiled program's memory per chip against the chip's HBM, or the compiler's refusal."""
     start = time.perf_counter()
     try:
         compiled = program.lowered.compile()
     except Exception as e:  # the TPU compiler refuses a program that does not fit in HBM
         if (message := _out_of_memory(e)) is None:
             raise
-        out.update(compile_s=time.perf_counter() - start, fits=False, error=message)
+        out = dict(compile_s=time.perf_counter() - start, fits=False, error=message)
         numbers = re.search(r"\(([\d.]+)G\) exceeds available HBM \(([\d.]+)G\)", message) or re.search(
             r"Used ([\d.]+)G of ([\d.]+)G", message
         )
         if numbers:  # what the compiler says it needs (temporaries alone, or all) and what it had
             out.update(required_gib=float(numbers.group(1)), available_gib=float(numbers.group(2)))
         return out
-    out["compile_s"] = time.perf_counter() - start
-    memory = compiled.memory_analysis()
+    out: dict[str, Any] = {"compile_s": time.perf_counter() - start}
+    analysis = compiled.memory_analysis()
     sizes = {
-        name: getattr(memory, f"{name}_size_in_bytes", 0) or 0
+        name: getattr(analysis, f"{name}_size_in_bytes", 0) or 0
         for name in ("argument", "output", "alias", "temp", "generated_code")
     }
     summed = sizes["argument"] + sizes["output"] - sizes["alias"] + sizes["temp"] + sizes["generated_code"]
     # The compiler's own peak where it reports one, not the sum of the sizes: the TPU compiler accepted train
     # steps whose temporaries alone exceed the chip's HBM (not all live at once), and for the tiny sampler its
     # peak is above the sum (memory the sizes do not list).
-    peak = getattr(memory, "peak_memory_in_bytes", 0) or 0
+    peak = getattr(analysis, "peak_memory_in_bytes", 0) or 0
     total, hbm = peak or summed, chip.hbm_gib * GIB
     out.update({f"{name}_gib": value / GIB for name, value in sizes.items()})
     out.update(summed_gib=summed / GIB, memory_basis="peak" if peak else "sum")
     out.update(total_gib=total / GIB, hbm_gib=chip.hbm_gib, fits=total <= hbm, margin_gib=(hbm - total) / GIB)
     out["compiled"] = compiled
-    if not twins:
-        return out
+    return out
+
+
+def _speed(program: Program, twins: Sequence[Program], chip: hardware.Chip, chips: int) -> dict[str, Any]:
+    """FLOPs and bytes per step from the twins, the roofline lower bound on the step time, the MFU ceiling."""
     start = time.perf_counter()
     per_chip_flops, per_chip_bytes = count(program, twins)
-    out["count_s"] = time.perf_counter() - start
     peak, bandwidth = chip.peak_tflops * 1e12, chip.hbm_gbps * 1e9
     compute_s, memory_s = per_chip_flops / peak, per_chip_bytes / bandwidth
     roofline = max(compute_s, memory_s)
-    out.update(
+    return dict(
+        count_s=time.perf_counter() - start,
         compiler_tflop=per_chip_flops * chips / 1e12,
         compiler_over_analytic=per_chip_flops * chips / program.analytic_flops,
         bytes_accessed_gib=per_chip_bytes / GIB,
@@ -226,7 +264,6 @@ def analyse(program: Program, twins: Sequence[Program], chip: hardware.Chip, chi
         roofline_s=roofline,
         mfu_ceiling=program.analytic_flops / chips / peak / roofline if roofline else float("nan"),
     )
-    return out
 
 
 def plan(
@@ -236,11 +273,13 @@ def plan(
     part: str = "train",
     num_slices: int = 1,
     counted: bool = True,
+    memory: bool = True,
     bucket: int = -1,
     sampler: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compiles the train step (on the whole slice, the config's mesh) or the sampler (on one chip of it) for
-    a TPU slice and returns the figures of :func:`analyse`, with the slice, mesh and roofline inputs."""
+    a TPU slice and returns the figures of :func:`analyse`, with the slice, mesh and roofline inputs.
+    ``counted``: FLOPs and bytes from the twins; ``memory``: the program itself compiled for its memory."""
     tpu = hardware.slice_named(slice_name)
     config = for_accelerator(config)
     devices = list(hardware.tpu_devices(tpu, num_slices))
@@ -248,33 +287,28 @@ def plan(
         mesh = parallel.make_mesh(config.mesh.shape, devices)
         accum = config.train.grad_accum_steps
 
-        def build(repeats: int | None = None) -> Program:
-            if repeats is None:
-                return train_program(config, mesh, bucket)
-            twin = config.copy_and_resolve_references()  # micro-batches of the same size, ``repeats`` of them
-            twin.train.global_batch_size = config.train.global_batch_size // accum * repeats
-            twin.train.grad_accum_steps = repeats
-            with nnx_utils.loops_unrolled():
-                return train_program(twin, mesh, bucket)
-
-        program, repeat_counts = build(), [1] if accum == 1 else [1, 2]
+        def build(config: ml_collections.ConfigDict, repeats: int | None = None) -> Program:
+            if repeats is not None:  # micro-batches of the same size, ``repeats`` of them
+                config.train.global_batch_size = config.train.global_batch_size // accum * repeats
+                config.train.grad_accum_steps = repeats
+            return train_program(config, mesh, bucket)
     elif part == "sample":
         mesh = parallel.make_mesh((1, 1, 1), devices[:1])
         settings = dict(sampler or {})
 
-        def build(repeats: int | None = None) -> Program:
-            if repeats is None:
-                return sampler_program(config, mesh, **settings)
-            with nnx_utils.loops_unrolled():
-                return sampler_program(config, mesh, **{**settings, "steps": repeats})
-
-        program = build()
-        repeat_counts = [1] if program.repeats == 1 else [1, 2]
+        def build(config: ml_collections.ConfigDict, repeats: int | None = None) -> Program:
+            return sampler_program(config, mesh, **{**settings, **({} if repeats is None else {"steps": repeats})})
     else:
         raise ValueError(f"part must be train or sample, got {part!r}")
-    twins = [build(r) for r in repeat_counts] if counted else []
+    program = build(config)
+    twins = []
+    for repeats, depth in twin_shapes(program) if counted else []:
+        twin = config.copy_and_resolve_references()
+        twin.model.dit.depth = depth
+        with nnx_utils.loops_unrolled():
+            twins.append(build(twin, repeats))
     chips = mesh.devices.size
-    figures = analyse(program, twins, tpu.chip, chips)
+    figures = analyse(program, twins, tpu.chip, chips, memory=memory)
     figures.update(
         slice=slice_name if part == "train" else f"1 chip of {slice_name}",
         num_slices=num_slices,
@@ -302,17 +336,22 @@ def describe(figures: Mapping[str, Any]) -> str:
         head = (f"sampler on {f['slice']} ({f['chip']}): text-to-audio, batch {f['batch']} x "
                 f"{f['audio_seconds']:g} s ({f['latent_frames']} latent frames), {f['steps']} steps, guidance "
                 f"{f['guidance']:g}, {f['dtype']}")  # fmt: skip
-    lines = [head, f"  compiled in {f['compile_s']:.1f} s"]
-    if "error" in f:
-        lines.append(f"  DOES NOT FIT: the compiler refused it: {f['error']}")
+    lines = [head]
+    if "compile_s" not in f:
+        lines.append("  memory: not compiled (--memory=false)")
+    elif "error" in f:
+        lines += [f"  compiled in {f['compile_s']:.1f} s", f"  DOES NOT FIT: the compiler refused it: {f['error']}"]
         return "\n".join(lines)
-    verdict = "fits" if f["fits"] else "DOES NOT FIT"
-    basis = "the compiler's peak" if f.get("memory_basis") == "peak" else "their sum"
-    lines.append(
-        f"  memory per chip: arguments {gib(f['argument_gib'])}, outputs {gib(f['output_gib'])} (aliased "
-        f"{gib(f['alias_gib'])}), temporaries {gib(f['temp_gib'])}, generated code {gib(f['generated_code_gib'])}"
-        f" -> {basis} {gib(f['total_gib'])} of {f['hbm_gib']:g} GiB HBM: {verdict} (margin {gib(f['margin_gib'])})"
-    )
+    else:
+        verdict = "fits" if f["fits"] else "DOES NOT FIT"
+        basis = "the compiler's peak" if f.get("memory_basis") == "peak" else "their sum"
+        lines += [
+            f"  compiled in {f['compile_s']:.1f} s",
+            f"  memory per chip: arguments {gib(f['argument_gib'])}, outputs {gib(f['output_gib'])} (aliased "
+            f"{gib(f['alias_gib'])}), temporaries {gib(f['temp_gib'])}, generated code "
+            f"{gib(f['generated_code_gib'])} -> {basis} {gib(f['total_gib'])} of {f['hbm_gib']:g} GiB HBM: "
+            f"{verdict} (margin {gib(f['margin_gib'])})",
+        ]
     if "compiler_tflop" in f:
         unit = "step" if f["part"] == "train" else "batch"
         lines += [
