@@ -2,8 +2,9 @@
 
 On the machine it runs on: the devices; the parity suite on the device in float32; the tiny config trained in
 bfloat16 and float32 (the loss gap); the attention implementation for the backend (cuDNN's fused kernel on a
-GPU when it runs and matches XLA's); the ``small`` benchmark in bfloat16 (train step, sampler real-time factor,
-VAE decode) with MFU against the chip's peak. One JSON; exit status 1 when parity or the loss gap fails.
+GPU, the Pallas splash kernel on a TPU, when it matches XLA's and is not slower); the ``small`` benchmark in
+bfloat16 (train step, sampler real-time factor, VAE decode) with MFU against the chip's peak. One JSON; exit
+status 1 when parity or the loss gap fails.
 ``--cpu-smoke``: tiny sizes and few steps, so that CI runs the whole path on its CPU.
 """
 
@@ -78,16 +79,24 @@ def loss_gap(smoke: bool) -> dict:
     }
 
 
+FUSED = {"cudnn": "gpu", "splash": "tpu"}  # each fused attention kernel and the backend it is made for
+
+
 def attention(smoke: bool) -> dict:
-    """XLA's attention and, on a GPU, cuDNN's fused kernel on the backbone's shapes (bf16, padded keys):
-    cuDNN is selected when it runs and matches XLA's output within bf16's precision."""
+    """XLA's attention and the fused kernels (cuDNN's, the Pallas splash kernel) on the backbone's shapes (bf16,
+    padded keys): a kernel made for this backend is selected when it matches XLA's output within bf16's
+    precision and is not slower. Off its backend cuDNN raises, and splash runs in Pallas' interpret mode — only
+    in the smoke (minutes at full size)."""
     b, t, h, d = (2, 64, 4, 16) if smoke else (8, 1000, 12, 64)
     keys = jax.random.split(jax.random.key(0), 3)
     q, k, v = (jax.random.normal(key, (b, t, h, d), jnp.bfloat16) for key in keys)
     mask = jnp.arange(t)[None] < jnp.array([t, t // 2] * (b // 2))[:, None]
+    backend = jax.default_backend()
     out: dict = {"shape": [b, t, h, d], "selected": "xla"}
     results = {}
-    for implementation in ("xla", "cudnn"):
+    for implementation in ("xla", *FUSED):
+        if implementation == "splash" and backend != "tpu" and not smoke:
+            continue
         run = jax.jit(lambda q, k, v, m, i=implementation: layers.masked_attention(q, k, v, m, i))
         try:
             results[implementation] = np.asarray(run(q, k, v, mask), np.float32)
@@ -95,11 +104,12 @@ def attention(smoke: bool) -> dict:
             out[f"{implementation}_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             continue
         out[f"{implementation}_ms"] = 1e3 * benchmark.timed(lambda r=run: r(q, k, v, mask), 5)
-    if "cudnn" in results:
-        error = float(np.max(np.abs(results["cudnn"] - results["xla"])) / max(1.0, np.max(np.abs(results["xla"]))))
-        out["cudnn_vs_xla"] = error
-        if error <= 2e-2:
-            out["selected"] = "cudnn"
+    scale = max(1.0, np.max(np.abs(results["xla"])))
+    for name, platform in FUSED.items():
+        if name in results:
+            out[f"{name}_vs_xla"] = error = float(np.max(np.abs(results[name] - results["xla"])) / scale)
+            if platform == backend and error <= 2e-2 and out[f"{name}_ms"] <= out["xla_ms"]:
+                out["selected"] = name
     return out
 
 

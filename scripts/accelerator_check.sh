@@ -8,7 +8,7 @@
 #
 # It prints the devices, runs the parity suite on the device in float32, trains the tiny config 50 steps in
 # bfloat16 and float32 (the loss gap), selects the attention implementation for the backend (cuDNN's fused
-# kernel on a GPU when it runs and matches XLA's) and benchmarks `small` in bfloat16 (train step, sampler RTF,
+# kernel on a GPU, the Pallas splash kernel on a TPU, when it matches XLA's and is not slower) and benchmarks `small` in bfloat16 (train step, sampler RTF,
 # VAE decode) with MFU against the chip's peak, into one JSON (scripts/accelerator_check.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."

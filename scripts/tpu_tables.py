@@ -41,11 +41,11 @@ class Rows:
     only: str = ""  # a regular expression: compile only the rows whose names match it (the others as render_only)
     missing: list[str] = dataclasses.field(default_factory=list)
 
-    def run(self, name: str, args: list[str]) -> dict | None:
-        """One ``aot`` run for memory, with its count merged in where it fits (None when it is not kept and
-        nothing may be compiled)."""
+    def run(self, name: str, args: list[str], count: bool = True) -> dict | None:
+        """One ``aot`` run for memory, with its count merged in where it fits and ``count`` (None when it is not
+        kept and nothing may be compiled)."""
         row = self._aot(name, [*args, "--count=false"], self.out / f"{name}.json")
-        if row is None or not row["fits"]:
+        if row is None or not row["fits"] or not count:
             return row
         counts = self._aot(f"{name} (count)", [*args, "--memory=false"], self.out / "counts" / f"{name}.json")
         return row if counts is None else {**counts, **row}
@@ -81,14 +81,16 @@ class Rows:
 
 
 FSDP = "--config.mesh.shape=(1,-1,1)"
+# The Pallas kernel instead of XLA's attention: memory only (planning.UNCOUNTABLE: the compiler does not count it).
+SPLASH = "--config.model.dit.attention=splash"
 
 
 def collect(rows: Rows, jobs: int) -> dict[str, list[dict]]:
     rows.out.mkdir(parents=True, exist_ok=True)
     work = {}
 
-    def one(key: str, name: str, args: list[str]) -> None:
-        work[key] = pool.submit(lambda: [row for row in [rows.run(name, args)] if row is not None])
+    def one(key: str, name: str, args: list[str], count: bool = True) -> None:
+        work[key] = pool.submit(lambda: [row for row in [rows.run(name, args, count)] if row is not None])
 
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         for size in SIZES:
@@ -99,10 +101,15 @@ def collect(rows: Rows, jobs: int) -> dict[str, list[dict]]:
         one("choice/fsdp", "train-small-v5e-16-fsdp", [*small, FSDP])
         one("choice/remat-full", "choice-small-v5e-16-remat-full", [*small, "--config.model.dit.remat=full"])
         one("choice/remat-none", "choice-small-v5e-16-remat-none", [*small, "--config.model.dit.remat=none"])
+        one("choice/splash", "choice-small-v5e-16-splash", [*small, SPLASH], count=False)
+        one("choice/splash-accum4", "choice-small-v5e-16-splash-accum4",
+            [*small, SPLASH, "--config.train.grad_accum_steps=4"], count=False)  # fmt: skip
         for size in SIZES:
             for chip in CHIPS:
                 args = [f"--config=configs/{size}.py", f"--topology={chip}", "--part=sample"]
                 one(f"sample/{size}/{chip}", f"sample-{size}-{chip}", args)
+                if chip == "v5e-1":
+                    one(f"sample/{size}/{chip}/splash", f"sample-{size}-{chip}-splash", [*args, SPLASH], count=False)
         return {key: future.result() for key, future in work.items()}
 
 
@@ -129,6 +136,10 @@ def _cells(f: dict) -> list[str]:
     ]
 
 
+def _attention(f: dict) -> str:
+    return f.get("attention", "xla")  # rows compiled before the choice existed ran XLA's
+
+
 def _table(lead: list[str], per: str, tail: list[str], rows: list[list[str]]) -> list[str]:
     """A markdown table: the ``lead`` columns, the compiler's figures (``_cells``) per ``per``, the ``tail``."""
     cells = ["memory per chip (GiB)", "fits", f"compiler / analytic TFLOP per {per}", f"roofline per {per} (s)",
@@ -138,9 +149,9 @@ def _table(lead: list[str], per: str, tail: list[str], rows: list[list[str]]) ->
 
 
 def train_table(rows: list[tuple[str, dict]]) -> list[str]:
-    lead = ["model", "slice", "mesh", "remat", "micro-batches"]
+    lead = ["model", "slice", "mesh", "remat", "attention", "micro-batches"]
     return _table(lead, "step", ["compile (s)"], [
-        [size, f["slice"], _mesh(f["mesh"]), f["remat"], str(f["grad_accum_steps"]), *_cells(f),
+        [size, f["slice"], _mesh(f["mesh"]), f["remat"], _attention(f), str(f["grad_accum_steps"]), *_cells(f),
          f"{f['compile_s']:.0f}"]
         for size, f in rows
     ])  # fmt: skip
@@ -150,8 +161,8 @@ def sampler_table(rows: list[tuple[str, dict]]) -> list[str]:
     def rtf(f: dict) -> str:
         return f"{f['roofline_s'] / (f['batch'] * f['audio_seconds']):.5f}" if "roofline_s" in f else "—"
 
-    return _table(["model", "chip"], "batch", ["RTF bound", "compile (s)"], [
-        [size, f["chip"], *_cells(f), rtf(f), f"{f['compile_s']:.0f}"] for size, f in rows
+    return _table(["model", "chip", "attention"], "batch", ["RTF bound", "compile (s)"], [
+        [size, f["chip"], _attention(f), *_cells(f), rtf(f), f"{f['compile_s']:.0f}"] for size, f in rows
     ])  # fmt: skip
 
 
@@ -169,7 +180,9 @@ def render(results: dict[str, list[dict]], missing: list[str]) -> str:
         "",
         *train_table(train),
         "",
-        "Choices that matter (`small` on v5e-16): fully sharded (fsdp) instead of data-parallel, and the remat policy:",
+        "Choices that matter (`small` on v5e-16): fully sharded (fsdp) instead of data-parallel, the remat policy,",
+        "and the Pallas splash-attention kernel instead of XLA's attention (memory only: the compiler's cost",
+        "analysis does not see inside the kernel):",
         "",
         *train_table(extra),
         "",

@@ -28,6 +28,7 @@ def test_cpu_smoke_runs_every_stage_and_writes_one_json(tmp_path, ref_dir):
     assert gap["bfloat16"][-1] < 0.5 * gap["bfloat16"][0]  # it learns in bf16
     attention = report["attention"]
     assert attention["selected"] == "xla" and attention["xla_ms"] > 0 and "cudnn_error" in attention  # GPU only
+    assert attention["splash_vs_xla"] <= 2e-2  # the TPU kernel, run here in Pallas' interpret mode
     speed, train = report["speed"], report["speed"]["train"]
     assert speed["dtype"] == "bfloat16" and train["step_s"] > 0 and train["mfu"] is None
     assert train["step"].startswith("training.step.make_train_step") and train["loss"] > 0

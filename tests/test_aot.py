@@ -61,6 +61,7 @@ def test_train_step_for_a_v5e_2x2_slice(train_figures, tmp_path):
     _check_common(f)
     text = planning.describe(f)
     assert "train step on v5e-4 (4 x TPU v5e, mesh data=4 fsdp=1 tensor=1)" in text and "fits" in text
+    assert "xla attention" in text
     path = tmp_path / "step.exe"
     aot.save_executable(f["compiled"], path)  # loadable on a v5e 2x2 slice, not here
     with open(path, "rb") as file:
@@ -89,7 +90,7 @@ def test_out_of_memory_is_read_from_the_compilers_message():
     assert (f["fits"], f["required_gib"], f["available_gib"]) == (False, 36.96, 15.75)
     assert "DOES NOT FIT" in planning.describe({**f, "slice": "v5e-8", "mesh": {"data": 8}, "global_batch": 192,
                                                 "latent_frames": 1000, "grad_accum_steps": 1, "remat": "dots",
-                                                "dtype": "bfloat16"})  # fmt: skip
+                                                "dtype": "bfloat16", "attention": "xla"})  # fmt: skip
     assert planning._out_of_memory(RuntimeError("INVALID_ARGUMENT: bad sharding")) is None
 
 
@@ -136,7 +137,8 @@ from uniflow_jax import aot, cli, planning
 def fake_plan(config, topology, **kwargs):
     print("plan:", topology, config.model.dit.embed_dim, kwargs["part"], sorted(kwargs["sampler"].items()))
     return {"part": "sample", "slice": "1 chip of v5e-1", "chip": "TPU v5e", "batch": 8, "audio_seconds": 10.0,
-            "latent_frames": 500, "steps": 25, "guidance": 5.0, "dtype": "bfloat16", "compile_s": 1.0,
+            "latent_frames": 500, "steps": 25, "guidance": 5.0, "dtype": "bfloat16", "attention": "xla",
+            "compile_s": 1.0,
             "mesh": {"data": 1}, "fits": False, "error": "RESOURCE_EXHAUSTED: Ran out of memory", "compiled": None}
 
 planning.plan = fake_plan

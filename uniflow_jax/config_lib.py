@@ -48,7 +48,7 @@ def base_config(size: str = "small") -> ml_collections.ConfigDict:
             remat="dots",  # keep matmul outputs, recompute the rest: less memory, and on CPU a 10 % faster step
             scan_unroll=1,  # layers per scan iteration; >1 trades compile time for speed on small CPUs
             dtype="auto",  # bfloat16 on TPU/GPU, float32 on CPU (where bf16 is slower)
-            attention="xla",  # or "cudnn" (GPU, bf16), or "auto": cudnn where it applies (see config_lib)
+            attention="xla",  # or "cudnn" (GPU, bf16), "splash" (TPU), or "auto": cudnn where it applies
         )
     )
     config.model.vae = ml_collections.ConfigDict(

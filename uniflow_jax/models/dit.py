@@ -25,6 +25,7 @@ REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn", "splash")  # layers.masked_attention's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +43,15 @@ class DiTConfig:
     remat: str = "dots"
     dtype: str = "float32"
     scan_unroll: int = 1  # layers per scan iteration (1: compile time independent of depth)
-    attention: str = "xla"  # jax.nn.dot_product_attention's implementation: "xla" or "cudnn" (GPU, bf16)
+    attention: str = "xla"  # "xla", "cudnn" (GPU, bf16) or "splash" (TPU): see layers.masked_attention
 
     def __post_init__(self):
         if self.depth % 2:
             raise ValueError(f"depth must be even (in + out blocks), got {self.depth}")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat must be one of {sorted(REMAT_POLICIES)}, got {self.remat!r}")
+        if self.attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {self.attention!r}")
 
     @property
     def mlp_hidden(self) -> int:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from uniflow_jax import nnx_utils, parallel
+from uniflow_jax.models import splash
 
 Initializer = nnx.initializers.Initializer
 
@@ -200,9 +201,12 @@ def masked_attention(
     """Scaled dot-product attention over (B, T, H, Dh); ``key_mask`` (B, S) hides padded keys only.
 
     ``implementation``: ``jax.nn.dot_product_attention``'s — "xla" (every backend), or "cudnn" (cuDNN's fused
-    flash attention: GPU, bf16/fp16; it raises for shapes it does not support). jax does not choose by itself
-    (its default is XLA); ``config_lib.dit_config`` resolves the config's "auto".
+    flash attention: GPU, bf16/fp16; it raises for shapes it does not support) — or "splash" (the Pallas
+    splash-attention kernel: TPU; :mod:`uniflow_jax.models.splash`). jax does not choose by itself (its default
+    is XLA); ``config_lib.dit_config`` resolves the config's "auto".
     """
+    if implementation == "splash":
+        return splash.splash_attention(q, k, v, key_mask)
     mask = None if key_mask is None else key_mask[:, None, None, :]
     return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
 
