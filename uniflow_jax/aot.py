@@ -5,7 +5,8 @@ mesh, shardings, remat policy, gradient accumulation and donated state, on the l
 sampler + VAE decode (``--part sample``, one chip of the slice) for a TPU slice, on this host — no TPU needed,
 only libtpu (``pip install -e ".[tpu]"``) — and prints the TPU compiler's own per-chip memory against the chip's
 HBM (fits / does not fit, with the margin), its FLOP count beside our analytic one, bytes accessed, the roofline
-lower bound on the step time and the MFU ceiling it implies. ``--save`` serialises the compiled executable.
+lower bound on the step time and the MFU ceiling it implies. ``--save`` serialises the compiled program; ``python -m
+uniflow_jax.train --compiled=FILE`` on that slice runs the saved train step instead of compiling it.
 
 Examples::
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import pickle
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +27,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from uniflow_jax import cli, hardware, planning
+from uniflow_jax.training import step as train_step
 
 FLAGS = flags.FLAGS
 
@@ -43,19 +44,11 @@ def _define_flags() -> None:
     flags.DEFINE_float("sampler_seconds", 10.0, "Sample: seconds of audio per request.")
     flags.DEFINE_integer("sampler_steps", 25, "Sample: Euler steps.")
     flags.DEFINE_float("guidance", 5.0, "Sample: classifier-free guidance scale.")
-    flags.DEFINE_string("save", None, "Write the compiled executable here (pickle of jax's serialized form).")
+    flags.DEFINE_string(
+        "save", None, "Write the compiled program here: `train --compiled=FILE` on that slice loads it."
+    )
     flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
     flags.mark_flags_as_required(["config", "topology"])
-
-
-def save_executable(compiled, path: str | pathlib.Path) -> None:
-    """The executable, serialised by ``jax.experimental.serialize_executable`` (load it with its
-    ``deserialize_and_load`` on the slice it was compiled for)."""
-    from jax.experimental import serialize_executable
-
-    payload, in_tree, out_tree = serialize_executable.serialize(compiled)
-    with open(path, "wb") as f:
-        pickle.dump({"executable": payload, "in_tree": in_tree, "out_tree": out_tree}, f)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -72,7 +65,7 @@ def main(argv: Sequence[str]) -> None:
     figures["config"] = pathlib.Path(config_flags.get_config_filename(FLAGS["config"])).stem
     print(planning.describe(figures))
     if FLAGS.save and compiled is not None:
-        save_executable(compiled, FLAGS.save)
+        train_step.save_program(compiled, FLAGS.save, FLAGS.part)
         print(f"wrote the compiled executable to {FLAGS.save}")
     if FLAGS.json:
         pathlib.Path(FLAGS.json).write_text(json.dumps(cli.json_ready(figures), indent=1) + "\n")

@@ -25,6 +25,12 @@ def _define_flags() -> None:
     flags.DEFINE_string("coordinator_address", None, "Multi-process runs off TPU/SLURM: host:port of process 0.")
     flags.DEFINE_integer("num_processes", None, "Multi-process runs: how many processes.")
     flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index.")
+    flags.DEFINE_multi_string(
+        "compiled",
+        [],
+        "A train step compiled ahead (python -m uniflow_jax.aot --save) for "
+        "these devices: its batch shape is not compiled again (repeat for several buckets).",
+    )
     flags.mark_flag_as_required("config")
 
 
@@ -32,7 +38,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.info("process %d of %d, %d devices", jax.process_index(), jax.process_count(), jax.device_count())
-    loop.train(FLAGS.config, FLAGS.workdir)
+    loop.train(FLAGS.config, FLAGS.workdir, compiled=FLAGS.compiled)
 
 
 if __name__ == "__main__":

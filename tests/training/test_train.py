@@ -19,9 +19,10 @@ import pytest
 from flax import nnx
 from test_metric_writers import summary_values
 
-from uniflow_jax import config_lib, export, parallel
-from uniflow_jax.data import pipeline
+from uniflow_jax import config_lib, export, parallel, planning
+from uniflow_jax.data import cache, pipeline
 from uniflow_jax.training import checkpoint, loop, objectives, state
+from uniflow_jax.training import step as train_step
 from uniflow_jax.weights import frozen, torch_import
 
 STEPS = 20
@@ -267,3 +268,29 @@ def test_a_refused_manifest_leaves_no_workdir_behind(train_config_file, tmp_path
     with pytest.raises(ManifestError, match="not_in_the_audio_manifest' has no row"):
         loop.train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_step_compiled_ahead_is_loaded_not_compiled_and_trains_the_same(train_config_file, tmp_path, caplog):
+    """``aot --save``'s train step (``planning.train_program``: the batch as the latent cache feeds it), compiled
+    here for these devices, is what ``train --compiled`` runs: not compiled again, the same losses; one made
+    for another model is refused before the first step."""
+    config = load(train_config_file, num_steps=2)
+    # A bucket that holds every demo clip: the cache keeps whole clips up to the largest bucket.
+    config.data.buckets = [dict(latent=250, phoneme=96, score=96, video=50, text=32)]
+    config.data.max_seconds = dict(tts=5.0, svs=5.0)
+    cache.build(config, tmp_path / "cache", ["train"])
+    config.data.cache = str(tmp_path / "cache")
+    program = planning.train_program(config, parallel.make_mesh(config.mesh.shape))
+    train_step.save_program(program.lowered.compile(), tmp_path / "step.exe", "train")
+
+    loop.train(config, tmp_path / "compiling")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        loop.train(config, tmp_path / "loading", compiled=[tmp_path / "step.exe"])
+    assert "loaded the train step compiled ahead" in caplog.text
+    assert "compiled the train step" not in caplog.text and "compiling it here" not in caplog.text
+    assert losses(tmp_path / "loading") == losses(tmp_path / "compiling") and len(losses(tmp_path / "loading")) == 2
+
+    config.model.dit.depth = 2
+    with pytest.raises(ValueError, match="compiled for other shapes than this run's state"):
+        loop.train(config, tmp_path / "other", compiled=[tmp_path / "step.exe"])

@@ -37,7 +37,7 @@ TASK_WEIGHT_PRESETS: dict[str, dict[str, float]] = {
     "upsampling": dict(tts=3, svs=1, se=2, sr=1, v2a=5, t2a=2, t2m=4),
     "uniform": {task.short: 1 for task in tasks.TASKS},
 }
-HOST_KEYS = ("skips", "skipped_rows", "id")  # batch entries that stay on the host (not model inputs)
+HOST_KEYS = ("skips", "skipped_rows", "id", "dataset")  # batch entries that stay on the host (not model inputs)
 
 
 @dataclasses.dataclass(frozen=True, order=True)

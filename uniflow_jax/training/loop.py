@@ -116,8 +116,11 @@ def _metadata(config: ml_collections.ConfigDict, step: int, mesh: jax.sharding.M
     }
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, float]:
-    """Runs (or resumes) the training described by ``config`` in ``workdir``; returns the last logged figures."""
+def train(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, compiled: Sequence[str | pathlib.Path] = ()
+) -> dict[str, float]:
+    """Runs (or resumes) the training described by ``config`` in ``workdir``; returns the last logged figures.
+    ``compiled``: train steps compiled ahead (``aot --save``) for these devices, used instead of compiling."""
     workdir = pathlib.Path(workdir)
     t = config.train
     mesh = parallel.make_mesh(config.mesh.shape)
@@ -147,6 +150,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dic
             objective, spec, tx, schedule, grad_accum_steps=t.grad_accum_steps, ema_decay=t.ema_decay
         )
         steps = train_step.CompiledSteps(fn, shardings, objective.frozen, objective)
+        for path in compiled:
+            steps.preload(path, state)
         evaluators = evaluators_lib.make(config, objective, spec, mesh)
         peak = hardware.device_peak_flops(jax.devices()[0], t.peak_tflops * 1e12 if t.peak_tflops else None)
         preemption = _Preemption()

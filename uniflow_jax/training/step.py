@@ -7,6 +7,8 @@ counted (``nonfinite``, ``streak``), so a bad batch can never put a NaN into a c
 from __future__ import annotations
 
 import dataclasses
+import pathlib
+import pickle
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -119,7 +121,52 @@ def make_validation_step(objective: Objective, spec: ModelSpec, *, use_ema: bool
 
 
 def shape_key(batch: Mapping[str, jax.Array]) -> tuple:
-    return tuple(sorted((k, v.shape, str(v.dtype)) for k, v in batch.items()))
+    return tuple(sorted((k, tuple(v.shape), str(v.dtype)) for k, v in batch.items()))
+
+
+def _devices_of(devices: Any) -> list:
+    """[count, device kind] of the devices a program runs on."""
+    devices = list(devices)
+    return [len(devices), devices[0].device_kind]
+
+
+def _describe_devices(devices: list) -> str:
+    return f"{devices[0]} x {devices[1]}"
+
+
+def save_program(compiled: jax.stages.Compiled, path: str | pathlib.Path, part: str) -> None:
+    """A compiled program (the train step or the sampler), serialised by ``jax.experimental.serialize_executable``
+    with what :meth:`CompiledSteps.preload` checks before using it: the part, the devices, the batch shapes."""
+    from jax.experimental import serialize_executable
+
+    payload, in_tree, out_tree = serialize_executable.serialize(compiled)
+    meta: dict[str, Any] = {
+        "part": part,
+        "devices": _devices_of(jax.tree.leaves(compiled.input_shardings)[0].device_set),
+    }
+    if part == "train":  # the step's arguments: (state, frozen arrays, batch)
+        batch = compiled.args_info[0][2]
+        meta.update(batch=shape_key(batch), batch_rows=next(iter(batch.values())).shape[0])
+    with open(path, "wb") as f:
+        pickle.dump({"executable": payload, "in_tree": in_tree, "out_tree": out_tree, "meta": meta}, f)
+
+
+def load_program(path: str | pathlib.Path, part: str) -> tuple[jax.stages.Compiled, dict]:
+    """The ``part`` program :func:`save_program` wrote, loaded onto this process's devices, and its metadata;
+    refused before loading when it is another part or was compiled for other devices."""
+    from jax.experimental import serialize_executable
+
+    with open(path, "rb") as f:
+        saved = pickle.load(f)
+    meta, here = saved["meta"], _devices_of(jax.devices())
+    if meta["part"] != part:
+        raise ValueError(f"{path}: a compiled {meta['part']} program, not the {part} program")
+    if meta["devices"] != here:
+        raise ValueError(
+            f"{path} was compiled for {_describe_devices(meta['devices'])}; this run has {_describe_devices(here)}"
+        )
+    compiled = serialize_executable.deserialize_and_load(saved["executable"], saved["in_tree"], saved["out_tree"])
+    return compiled, meta
 
 
 class CompiledSteps:
@@ -133,10 +180,41 @@ class CompiledSteps:
         self.programs: dict[tuple, Any] = {}
         self.flops: dict[tuple, float] = {}
         self.compile_seconds: dict[tuple, float] = {}
+        self.preloaded: dict[tuple, str] = {}  # batch shapes → the file of their step compiled ahead
+
+    def preload(self, path: str | pathlib.Path, state: TrainState) -> None:
+        """Takes a train step compiled ahead of time (``python -m uniflow_jax.aot --save``) for its batch shape,
+        so that shape is not compiled again; refuses, naming what differs, one made for other devices, another
+        model or optimizer (the state's shapes), or one that is not a train step."""
+        compiled, meta = load_program(path, "train")
+        batch = {name: jax.ShapeDtypeStruct(shape, dtype) for name, shape, dtype in meta["batch"]}
+        aval = lambda x: f"{x.dtype}{list(x.shape)}"  # noqa: E731
+        expected = jax.tree.map(aval, ((state, self.frozen, batch), {}))
+        compiled_for = jax.tree.map(aval, compiled.args_info)
+        if jax.tree.structure(expected) != jax.tree.structure(compiled_for):
+            raise ValueError(f"{path} was compiled for another model, optimizer or EMA setting (its inputs' "
+                             "structure differs from this run's state)")  # fmt: skip
+        differ = [
+            f"{jax.tree_util.keystr(where)}: compiled {ours} / here {theirs}"
+            for (where, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(compiled_for),
+                                             jax.tree.leaves(expected), strict=True)
+            if ours != theirs
+        ]  # fmt: skip
+        if differ:
+            raise ValueError(f"{path} was compiled for other shapes than this run's state: " + "; ".join(differ[:5]))
+        key = shape_key(batch)
+        self.programs[key], self.compile_seconds[key], self.preloaded[key] = compiled, 0.0, str(path)
+        self.flops[key] = self.objective.step_flops(batch) or float("nan")
+        logging.info("loaded the train step compiled ahead for %s x %s latent frames from %s (not compiled here)",
+                     meta["batch_rows"], self.objective.latent_frames(batch), path)  # fmt: skip
 
     def __call__(self, state, batch):
         key = shape_key(batch)
         if key not in self.programs:
+            if self.preloaded:
+                shapes = ", ".join(f"{name} {shape}" for name, shape, _ in key)
+                logging.warning("no step compiled ahead (%s) is for this batch's shapes (%s): compiling it here",
+                                ", ".join(self.preloaded.values()), shapes)  # fmt: skip
             start = time.perf_counter()
             compiled = self.jitted.lower(state, self.frozen, batch).compile()
             analytic = self.objective.step_flops(batch)
