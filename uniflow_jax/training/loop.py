@@ -136,22 +136,24 @@ def train(
         it = iter(pipeline.train_dataset(config, batch_size, rows=pipeline.host_rows(mesh, batch_size)))
         if config.data.val and not config.data.cache:
             pipeline.open_datasets(config.data.val, config.data.on_bad_input)
-        writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-        if jax.process_index() == 0:
-            (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
         objective = objectives.make(config, mesh)
         make = lambda: objective.make_model(nnx.Rngs(config.seed))  # noqa: E731
         tx, schedule = optimizer.make(config.optimizer), optimizer.learning_rate(config.optimizer)
         spec = train_state.ModelSpec.of(make)
-        shardings = train_state.shardings(spec, tx, mesh, rules, ema=t.ema_decay > 0)
-        ckpt = checkpoint.Checkpointer(workdir, keep=t.keep_checkpoints)
-        state, step = _initial_state(config, objective, make, tx, shardings, ckpt, it)
+        ema = t.ema_decay > 0
+        shardings = train_state.shardings(spec, tx, mesh, rules, ema=ema)
         fn = train_step.make_train_step(
             objective, spec, tx, schedule, grad_accum_steps=t.grad_accum_steps, ema_decay=t.ema_decay
         )
         steps = train_step.CompiledSteps(fn, shardings, objective.frozen, objective)
+        # Steps compiled ahead are checked against the state's shapes before the workdir is touched, too.
         for path in compiled:
-            steps.preload(path, state)
+            steps.preload(path, train_state.abstract(make, tx, shardings, ema=ema))
+        writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+        if jax.process_index() == 0:
+            (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+        ckpt = checkpoint.Checkpointer(workdir, keep=t.keep_checkpoints)
+        state, step = _initial_state(config, objective, make, tx, shardings, ckpt, it)
         evaluators = evaluators_lib.make(config, objective, spec, mesh)
         peak = hardware.device_peak_flops(jax.devices()[0], t.peak_tflops * 1e12 if t.peak_tflops else None)
         preemption = _Preemption()
