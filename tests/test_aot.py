@@ -165,3 +165,8 @@ def test_the_command_wires_flags_to_the_plan_and_writes_json(tmp_path):
     assert expected in done.stdout and "DOES NOT FIT" in done.stdout
     written = json.loads((tmp_path / "f.json").read_text())
     assert written["fits"] is False and written["config"] == "tiny"
+    # --save is the train step's: refused for the sampler before anything is compiled.
+    refused = subprocess.run([sys.executable, "-c", _FAKED_COMMAND, *args, f"--save={tmp_path / 's.exe'}"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 1 and "nothing loads a saved sampler" in refused.stderr
+    assert "plan:" not in refused.stdout and not (tmp_path / "s.exe").exists()

@@ -45,7 +45,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("sampler_steps", 25, "Sample: Euler steps.")
     flags.DEFINE_float("guidance", 5.0, "Sample: classifier-free guidance scale.")
     flags.DEFINE_string(
-        "save", None, "Write the compiled program here: `train --compiled=FILE` on that slice loads it."
+        "save", None, "Write the compiled train step here: `train --compiled=FILE` on that slice loads it."
     )
     flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
     flags.mark_flags_as_required(["config", "topology"])
@@ -53,6 +53,9 @@ def _define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     del argv
+    if FLAGS.save and (FLAGS.part != "train" or not FLAGS.memory):
+        sys.exit("error: --save writes the train step (--part=train, compiled: --memory=true), the program "
+                 "`train --compiled` loads; nothing loads a saved sampler")  # fmt: skip
     sampler = dict(batch=FLAGS.sampler_batch, seconds=FLAGS.sampler_seconds, steps=FLAGS.sampler_steps,
                    guidance=FLAGS.guidance)  # fmt: skip
     try:
@@ -64,9 +67,11 @@ def main(argv: Sequence[str]) -> None:
     compiled = figures.pop("compiled", None)
     figures["config"] = pathlib.Path(config_flags.get_config_filename(FLAGS["config"])).stem
     print(planning.describe(figures))
-    if FLAGS.save and compiled is not None:
+    if FLAGS.save and compiled is None:
+        print(f"not written to {FLAGS.save}: the compiler refused the program")
+    elif FLAGS.save:
         train_step.save_program(compiled, FLAGS.save, FLAGS.part)
-        print(f"wrote the compiled executable to {FLAGS.save}")
+        print(f"wrote the compiled train step to {FLAGS.save} (on {FLAGS.topology}: train --compiled={FLAGS.save})")
     if FLAGS.json:
         pathlib.Path(FLAGS.json).write_text(json.dumps(cli.json_ready(figures), indent=1) + "\n")
         print(f"wrote {FLAGS.json}")
