@@ -64,14 +64,14 @@ def test_train_step_for_a_v5e_2x2_slice(train_figures, tmp_path):
     assert "train step on v5e-4 (4 x TPU v5e, mesh data=4 fsdp=1 tensor=1)" in text and "fits" in text
     assert "xla attention" in text
     path = tmp_path / "step.exe"
-    train_step.save_program(f["compiled"], path, "train")  # `train --compiled` loads it on a v5e 2x2 slice
+    train_step.save_program(f["compiled"], path)  # `train --compiled` loads it on a v5e 2x2 slice
     with open(path, "rb") as file:
         saved = pickle.load(file)
     assert len(saved["executable"]) > 1000 and saved["in_tree"] is not None
     assert saved["meta"]["devices"][0] == 4 and saved["meta"]["batch_rows"] == 4
     assert ("task", (4,), "int32") in saved["meta"]["batch"]
     with pytest.raises(ValueError, match=r"compiled for 4 x TPU v5.*this run has \d+ x cpu"):
-        train_step.load_program(path, "train")  # refused here, before jax tries to load it
+        train_step.load_program(path)  # refused here, before jax tries to load it
 
 
 def test_sampler_on_one_v5e_chip(sampler_figures):

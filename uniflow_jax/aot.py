@@ -70,7 +70,7 @@ def main(argv: Sequence[str]) -> None:
     if FLAGS.save and compiled is None:
         print(f"not written to {FLAGS.save}: the compiler refused the program")
     elif FLAGS.save:
-        train_step.save_program(compiled, FLAGS.save, FLAGS.part)
+        train_step.save_program(compiled, FLAGS.save)
         print(f"wrote the compiled train step to {FLAGS.save} (on {FLAGS.topology}: train --compiled={FLAGS.save})")
     if FLAGS.json:
         pathlib.Path(FLAGS.json).write_text(json.dumps(cli.json_ready(figures), indent=1) + "\n")

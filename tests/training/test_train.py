@@ -273,7 +273,7 @@ def test_a_refused_manifest_leaves_no_workdir_behind(train_config_file, tmp_path
 def test_a_step_compiled_ahead_is_loaded_not_compiled_and_trains_the_same(train_config_file, tmp_path, caplog):
     """``aot --save``'s train step (``planning.train_program``: the batch as the latent cache feeds it), compiled
     here for these devices, is what ``train --compiled`` runs: not compiled again, the same losses; one made
-    for another model is refused before the workdir is made."""
+    for another mesh or model is refused before the workdir is made."""
     config = load(train_config_file, num_steps=2)
     # A bucket that holds every demo clip: the cache keeps whole clips up to the largest bucket.
     config.data.buckets = [dict(latent=250, phoneme=96, score=96, video=50, text=32)]
@@ -281,7 +281,7 @@ def test_a_step_compiled_ahead_is_loaded_not_compiled_and_trains_the_same(train_
     cache.build(config, tmp_path / "cache", ["train"])
     config.data.cache = str(tmp_path / "cache")
     program = planning.train_program(config, parallel.make_mesh(config.mesh.shape))
-    train_step.save_program(program.lowered.compile(), tmp_path / "step.exe", "train")
+    train_step.save_program(program.lowered.compile(), tmp_path / "step.exe")
 
     loop.train(config, tmp_path / "compiling")
     caplog.clear()
@@ -291,7 +291,10 @@ def test_a_step_compiled_ahead_is_loaded_not_compiled_and_trains_the_same(train_
     assert "compiled the train step" not in caplog.text and "compiling it here" not in caplog.text
     assert losses(tmp_path / "loading") == losses(tmp_path / "compiling") and len(losses(tmp_path / "loading")) == 2
 
-    config.model.dit.depth = 2
+    config.mesh.shape = (1, -1, 1)
+    with pytest.raises(ValueError, match="compiled for another mesh or sharding rules"):
+        loop.train(config, tmp_path / "other", compiled=[tmp_path / "step.exe"])
+    config.mesh.shape, config.model.dit.depth = (-1, 1, 1), 2
     with pytest.raises(ValueError, match="compiled for other shapes than this run's state"):
         loop.train(config, tmp_path / "other", compiled=[tmp_path / "step.exe"])
     assert not (tmp_path / "other").exists()

@@ -134,33 +134,30 @@ def _describe_devices(devices: list) -> str:
     return f"{devices[0]} x {devices[1]}"
 
 
-def save_program(compiled: jax.stages.Compiled, path: str | pathlib.Path, part: str) -> None:
-    """A compiled program (the train step or the sampler), serialised by ``jax.experimental.serialize_executable``
-    with what :meth:`CompiledSteps.preload` checks before using it: the part, the devices, the batch shapes."""
+def save_program(compiled: jax.stages.Compiled, path: str | pathlib.Path) -> None:
+    """A compiled train step, serialised by ``jax.experimental.serialize_executable`` with what
+    :meth:`CompiledSteps.preload` checks before using it: the devices and the batch shapes."""
     from jax.experimental import serialize_executable
 
     payload, in_tree, out_tree = serialize_executable.serialize(compiled)
-    meta: dict[str, Any] = {
-        "part": part,
+    batch = compiled.args_info[0][2]  # the step's arguments: (state, frozen arrays, batch)
+    meta = {
         "devices": _devices_of(jax.tree.leaves(compiled.input_shardings)[0].device_set),
+        "batch": shape_key(batch),
+        "batch_rows": next(iter(batch.values())).shape[0],
     }
-    if part == "train":  # the step's arguments: (state, frozen arrays, batch)
-        batch = compiled.args_info[0][2]
-        meta.update(batch=shape_key(batch), batch_rows=next(iter(batch.values())).shape[0])
     with open(path, "wb") as f:
         pickle.dump({"executable": payload, "in_tree": in_tree, "out_tree": out_tree, "meta": meta}, f)
 
 
-def load_program(path: str | pathlib.Path, part: str) -> tuple[jax.stages.Compiled, dict]:
-    """The ``part`` program :func:`save_program` wrote, loaded onto this process's devices, and its metadata;
-    refused before loading when it is another part or was compiled for other devices."""
+def load_program(path: str | pathlib.Path) -> tuple[jax.stages.Compiled, dict]:
+    """The train step :func:`save_program` wrote, loaded onto this process's devices, and its metadata; refused
+    before loading when it was compiled for other devices."""
     from jax.experimental import serialize_executable
 
     with open(path, "rb") as f:
         saved = pickle.load(f)
     meta, here = saved["meta"], _devices_of(jax.devices())
-    if meta["part"] != part:
-        raise ValueError(f"{path}: a compiled {meta['part']} program, not the {part} program")
     if meta["devices"] != here:
         raise ValueError(
             f"{path} was compiled for {_describe_devices(meta['devices'])}; this run has {_describe_devices(here)}"
@@ -185,8 +182,9 @@ class CompiledSteps:
     def preload(self, path: str | pathlib.Path, state: TrainState) -> None:
         """Takes a train step compiled ahead of time (``python -m uniflow_jax.aot --save``) for its batch shape,
         so that shape is not compiled again; refuses, naming what differs, one made for other devices, another
-        model or optimizer (the state's shapes), or one that is not a train step."""
-        compiled, meta = load_program(path, "train")
+        model or optimizer (the state's shapes) or another mesh (the state's shardings). ``state``: the run's
+        state, or its abstract shapes with their shardings."""
+        compiled, meta = load_program(path)
         batch = {name: jax.ShapeDtypeStruct(shape, dtype) for name, shape, dtype in meta["batch"]}
         aval = lambda x: f"{x.dtype}{list(x.shape)}"  # noqa: E731
         expected = jax.tree.map(aval, ((state, self.frozen, batch), {}))
@@ -202,6 +200,15 @@ class CompiledSteps:
         ]  # fmt: skip
         if differ:
             raise ValueError(f"{path} was compiled for other shapes than this run's state: " + "; ".join(differ[:5]))
+        placed = [
+            jax.tree_util.keystr(where)
+            for (where, compiled_sharding), leaf in zip(
+                jax.tree_util.tree_leaves_with_path(compiled.input_shardings[0][0]), jax.tree.leaves(state), strict=True
+            )
+            if not compiled_sharding.is_equivalent_to(leaf.sharding, len(leaf.shape))
+        ]
+        if placed:
+            raise ValueError(f"{path} was compiled for another mesh or sharding rules: " + ", ".join(placed[:5]))
         key = shape_key(batch)
         self.programs[key], self.compile_seconds[key], self.preloaded[key] = compiled, 0.0, str(path)
         self.flops[key] = self.objective.step_flops(batch) or float("nan")
