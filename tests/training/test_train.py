@@ -285,7 +285,7 @@ def test_a_step_compiled_ahead_is_loaded_not_compiled_and_trains_the_same(train_
 
     loop.train(config, tmp_path / "compiling")
     caplog.clear()
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):  # an earlier in-process command may have set absl to WARNING
         loop.train(config, tmp_path / "loading", compiled=[tmp_path / "step.exe"])
     assert "loaded the train step compiled ahead" in caplog.text
     assert "compiled the train step" not in caplog.text and "compiling it here" not in caplog.text
