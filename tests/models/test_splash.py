@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from test_dit import _inputs
 
 from uniflow_jax import nnx_utils, parallel
 from uniflow_jax.models import dit, layers
@@ -49,15 +50,8 @@ def test_row_without_valid_keys_stays_finite():
 
 
 def _loss_and_grad(cfg, state, mesh_shape):
-    k = jax.random.split(jax.random.key(0), 4)
-    b, frames, ctx_len = 8, 24, 6
-    x = jax.random.normal(k[0], (b, frames, cfg.latent_dim))
-    ta = jax.random.normal(k[1], (b, frames, cfg.ta_context_dim))
-    ctx = jax.random.normal(k[2], (b, ctx_len, cfg.context_dim))
-    t = jax.random.uniform(k[3], (b,), minval=1, maxval=1000)
-    x_mask = jnp.arange(frames)[None] < jnp.linspace(frames // 2, frames, b).astype(int)[:, None]
-    ctx_mask = jnp.arange(ctx_len)[None] < jnp.linspace(1, ctx_len, b).astype(int)[:, None]
-    inputs = (x, t, ta, ctx, x_mask, ctx_mask)
+    inputs = _inputs(cfg)  # test_dit's: batch 8 × 24 frames, 6 context tokens, padded rows
+    x_mask = inputs[4]
     graphdef = nnx.graphdef(nnx.eval_shape(lambda: dit.DiT(cfg, rngs=nnx.Rngs(0))))
 
     def loss(s, *a):
