@@ -18,6 +18,7 @@ import dataclasses
 import json
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -61,7 +62,10 @@ class Rows:
             cmd = [sys.executable, "-m", "uniflow_jax.aot", *args, f"--json={path}"]
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
-                raise RuntimeError(f"{name}: {' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+                why = "failed" if done.returncode > 0 else f"was killed by {signal.Signals(-done.returncode).name}"
+                if done.returncode == -signal.SIGKILL:  # nothing in its stderr says so
+                    why += " (the kernel's out-of-memory killer, most likely: a count held 13 GiB here; try --jobs 1)"
+                raise RuntimeError(f"{name}: {' '.join(cmd)} {why}:\n{done.stderr[-3000:]}")
             print(f"{name}: {time.time() - start:.0f} s", flush=True)
         return json.loads(path.read_text())
 
@@ -201,7 +205,7 @@ def render(results: dict[str, list[dict]], missing: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2, help="aot runs at once")
+    parser.add_argument("--jobs", type=int, default=2, help="aot runs at once (each may hold 13+ GiB of host memory)")
     parser.add_argument("--out", default="docs/tpu_plans", help="where each row's JSON is kept")
     parser.add_argument("--readme", default="README.md", help="the file whose tpu-tables section is replaced")
     parser.add_argument("--render_only", action="store_true", help="tables from the kept rows, compiling nothing")
