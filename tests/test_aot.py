@@ -121,7 +121,9 @@ def test_counts_from_twins_shortened_in_repeats_and_depth():
     def twin(repeats, depth, flops, bytes_, compiled_hlo="ROOT %t = (f32[]) tuple(%x)"):
         compiled = type("Compiled", (), {"cost_analysis": lambda _: {"flops": flops, "bytes accessed": bytes_},
                                          "as_text": lambda _: compiled_hlo})()  # fmt: skip
-        lowered = type("Lowered", (), {"compile": lambda _: compiled, "as_text": lambda _: "stablehlo.add"})()
+        lowered = type(
+            "Lowered", (), {"compile": lambda _, compiler_options: compiled, "as_text": lambda _: "stablehlo.add"}
+        )()
         return planning.Program("sample", lowered, 1.0, {}, repeats=repeats, depth=depth)
 
     def cost(n, depth):  # any a + b L + n (c + d L)
@@ -141,6 +143,22 @@ def test_counts_from_twins_shortened_in_repeats_and_depth():
         planning.count(shallow, [looped])
     figures = planning.analyse(shallow, [looped], hardware.slice_named("v5e-4").chip, 4, memory=False)
     assert "loops of its own" in figures["not_counted"] and "compiler_tflop" not in figures
+
+
+def test_fully_sharded_step_counts_as_the_data_parallel_one():
+    """fsdp over 16 v5e chips (the tiny config, 64 rows): without ``planning.WHOLE_MATMULS`` the compiler split
+    its sharded matmuls into loops of its own here and the count came out at 0.31 of the data-parallel one."""
+    pytest.importorskip("libtpu", reason=NO_LIBTPU)
+    config = config_lib.load_config_file("configs/tiny.py")
+    config.train.global_batch_size = 64
+    figures = {}
+    for name, shape in (("fsdp", (1, -1, 1)), ("data", (-1, 1, 1))):
+        config.mesh.shape = shape
+        figures[name] = planning.plan(config, "v5e-16", part="train", bucket=1, memory=False)
+    assert figures["fsdp"]["mesh"] == {"data": 1, "fsdp": 16, "tensor": 1}
+    assert "not_counted" not in figures["fsdp"], figures["fsdp"].get("not_counted")
+    # The same FLOPs; only the optimizer's update differs (each chip updates all parameters in data-parallel).
+    assert figures["fsdp"]["compiler_tflop"] == pytest.approx(figures["data"]["compiler_tflop"], rel=0.02)
 
 
 _FAKED_COMMAND = """
