@@ -30,6 +30,7 @@ SLICES = ("v5e-8", "v5e-16", "v5p-8", "v6e-8")
 SMALLER = {"large": ("v5e-4", "v5e-2")}
 BATCH = 192  # the recipe's global batch (config_lib.base_config)
 CHIPS = ("v5e-1", "v5p-2", "v6e-1")  # one chip of each kind
+COUNT_GIB = 13  # host memory one count of a train row held here
 START, END = "<!-- tpu-tables:start -->", "<!-- tpu-tables:end -->"
 
 
@@ -64,7 +65,7 @@ class Rows:
             if done.returncode != 0:
                 why = "failed" if done.returncode > 0 else f"was killed by {signal.Signals(-done.returncode).name}"
                 if done.returncode == -signal.SIGKILL:  # nothing in its stderr says so
-                    why += " (the kernel's out-of-memory killer, most likely: a count held 13 GiB here; try --jobs 1)"
+                    why += f" (the out-of-memory killer, most likely: a count held {COUNT_GIB} GiB here; try --jobs 1)"
                 raise RuntimeError(f"{name}: {' '.join(cmd)} {why}:\n{done.stderr[-3000:]}")
             print(f"{name}: {time.time() - start:.0f} s", flush=True)
         return json.loads(path.read_text())
@@ -205,7 +206,7 @@ def render(results: dict[str, list[dict]], missing: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2, help="aot runs at once (each may hold 13+ GiB of host memory)")
+    parser.add_argument("--jobs", type=int, default=2, help=f"aot runs at once (each may hold {COUNT_GIB}+ GiB)")
     parser.add_argument("--out", default="docs/tpu_plans", help="where each row's JSON is kept")
     parser.add_argument("--readme", default="README.md", help="the file whose tpu-tables section is replaced")
     parser.add_argument("--render_only", action="store_true", help="tables from the kept rows, compiling nothing")
