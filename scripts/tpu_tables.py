@@ -42,6 +42,7 @@ class Rows:
     render_only: bool = False  # tables from the kept rows only; a row not kept is listed in ``missing``
     only: str = ""  # a regular expression: compile only the rows whose names match it (the others as render_only)
     missing: list[str] = dataclasses.field(default_factory=list)
+    uncountable: dict[str, str] = dataclasses.field(default_factory=dict)  # row name: why it was not counted
 
     def run(self, name: str, args: list[str], count: bool = True) -> dict | None:
         """One ``aot`` run for memory, with its count merged in where it fits and ``count`` (None when it is not
@@ -50,6 +51,8 @@ class Rows:
         if row is None or not row["fits"] or not count:
             return row
         counts = self._aot(f"{name} (count)", [*args, "--memory=false"], self.out / "counts" / f"{name}.json")
+        if counts is not None and "not_counted" in counts:
+            self.uncountable[name] = counts["not_counted"]
         return row if counts is None else {**counts, **row}
 
     def _aot(self, name: str, args: list[str], path: pathlib.Path) -> dict | None:
@@ -175,7 +178,7 @@ def _rows(results: dict[str, list[dict]], prefix: str) -> list[tuple[str, dict]]
     return [(f["config"], f) for key, rows in results.items() if key.startswith(prefix) for f in rows]
 
 
-def render(results: dict[str, list[dict]], missing: list[str]) -> str:
+def render(results: dict[str, list[dict]], missing: list[str], uncountable: dict[str, str]) -> str:
     train, extra, sample = _rows(results, "train/"), _rows(results, "choice/"), _rows(results, "sample/")
     lines = [
         "Train step, global batch 192 on the largest bucket (20 s = 1000 latent frames), bf16, on every slice:",
@@ -201,6 +204,8 @@ def render(results: dict[str, list[dict]], missing: list[str]) -> str:
         lines += ["", f"Not compiled yet (the next row of each): {', '.join(f'`{name}`' for name in uncompiled)}."]
     if uncounted:
         lines += ["", f"Not counted yet (fits; FLOPs still to count): {', '.join(f'`{name}`' for name in uncounted)}."]
+    for name, why in sorted(uncountable.items()):
+        lines += ["", f"Not counted: `{name}`: {why}."]
     return "\n".join(lines)
 
 
@@ -220,7 +225,7 @@ def main() -> None:
         raise SystemExit(f"{readme} has no {START} ... {END} section")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{render(results, rows.missing)}\n{END}{tail}")
+    readme.write_text(f"{head}{START}\n{render(results, rows.missing, rows.uncountable)}\n{END}{tail}")
     print(f"wrote the tables into {readme}")
 
 

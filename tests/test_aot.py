@@ -137,9 +137,13 @@ def test_counts_from_twins_shortened_in_repeats_and_depth():
     assert planning.twin_shapes(shallow) == [(1, 4)]
     assert planning.count(shallow, [twin(1, 4, 7.0, 9.0)]) == (7.0, 9.0)
     # A loop the compiler made (fsdp's sharded matmuls as per-shard steps: `base` on 16 v5e chips counted 0.47 of
-    # the analytic FLOPs) would be counted once: not counted, and analyse says why.
-    looped = twin(1, 4, 7.0, 9.0, "%while.1 = (s32[], bf16[4,512]{1,0}) while(%tuple.2), condition=%c, body=%b")
-    with pytest.raises(planning.CompilerLoops, match="loops of its own"):
+    # the analytic FLOPs) would be counted once: not counted, and analyse says why. Traced loops are counted (a
+    # function called twice, as in a twin with two micro-batches, is traced once and compiled twice).
+    loop = '%while.{} = (s32[], bf16[4,512]{{1,0}}) while(%t), condition=%c, body=%b, metadata={{op_name="{}"}}'
+    traced = "\n".join(loop.format(i, "jit(train_step)/jvp(jit(searchsorted))/while") for i in range(2))
+    assert planning.count(shallow, [twin(1, 4, 7.0, 9.0, traced)]) == (7.0, 9.0)
+    looped = twin(1, 4, 7.0, 9.0, f"{traced}\n{loop.format(3, 'jit(train_step)/transpose(jvp())/dot_general')}")
+    with pytest.raises(planning.CompilerLoops, match=r"made 1 loops of its own .*of jit\(train_step\)/transpose"):
         planning.count(shallow, [looped])
     figures = planning.analyse(shallow, [looped], hardware.slice_named("v5e-4").chip, 4, memory=False)
     assert "loops of its own" in figures["not_counted"] and "compiler_tflop" not in figures
