@@ -121,9 +121,7 @@ def test_counts_from_twins_shortened_in_repeats_and_depth():
     def twin(repeats, depth, flops, bytes_, compiled_hlo="ROOT %t = (f32[]) tuple(%x)"):
         compiled = type("Compiled", (), {"cost_analysis": lambda _: {"flops": flops, "bytes accessed": bytes_},
                                          "as_text": lambda _: compiled_hlo})()  # fmt: skip
-        lowered = type(
-            "Lowered", (), {"compile": lambda _, compiler_options: compiled, "as_text": lambda _: "stablehlo.add"}
-        )()
+        lowered = type("Lowered", (), {"compile": lambda _, compiler_options: compiled})()
         return planning.Program("sample", lowered, 1.0, {}, repeats=repeats, depth=depth)
 
     def cost(n, depth):  # any a + b L + n (c + d L)
