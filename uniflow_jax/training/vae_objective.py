@@ -66,6 +66,17 @@ def _frame_mean(diff: jax.Array, mask: jax.Array | None, hop: int, n: int) -> ja
     return jnp.sum(diff * frame_mask[..., None]) / jnp.maximum(jnp.sum(frame_mask) * diff.shape[-1], 1.0)
 
 
+def _zero_padding(
+    pred: jax.Array, target: jax.Array, mask: jax.Array | None
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Both waveforms in float32 with their padding zeroed, so the STFT frames that straddle the end see silence."""
+    pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
+    if mask is None:
+        return pred, target, None
+    mask = mask.astype(jnp.float32)
+    return pred * mask, target * mask, mask
+
+
 def multi_resolution_stft_loss(
     pred: jax.Array,
     target: jax.Array,
@@ -82,10 +93,7 @@ def multi_resolution_stft_loss(
     padding are then left out of the log-magnitude mean (they would only dilute it) — spectral convergence is
     unaffected by them, their magnitudes being equal.
     """
-    pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
-    if mask is not None:
-        mask = mask.astype(jnp.float32)
-        pred, target = pred * mask, target * mask
+    pred, target, mask = _zero_padding(pred, target, mask)
     n = pred.shape[-1]
     total = jnp.zeros((), jnp.float32)
     for n_fft in fft_sizes:
@@ -121,10 +129,7 @@ def multi_scale_mel_loss(
     librosa): the log-mel distance the demo's codec is judged by, at three resolutions. The mel scale spends its
     bands where harmonics and formants are resolved, which the linear bins of the STFT loss under-weight (DAC and
     HiFi-GAN train their decoders on such a loss). ``mask`` as ``multi_resolution_stft_loss``."""
-    pred, target = pred.astype(jnp.float32), target.astype(jnp.float32)
-    if mask is not None:
-        mask = mask.astype(jnp.float32)
-        pred, target = pred * mask, target * mask
+    pred, target, mask = _zero_padding(pred, target, mask)
     n = pred.shape[-1]
     total = jnp.zeros((), jnp.float32)
     for n_fft, n_mels in scales:
