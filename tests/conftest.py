@@ -10,6 +10,7 @@ import atexit
 import os
 import pathlib
 import shutil
+import subprocess
 import tempfile
 
 os.environ["XLA_FLAGS"] = (
@@ -31,7 +32,23 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-REF_DIR = pathlib.Path(os.environ.get("UNIFLOW_REF_DIR", REPO.parent / "shared" / "upstream_ref"))
+
+
+def _find_ref_dir() -> pathlib.Path:
+    """UNIFLOW_REF_DIR, else ../shared/upstream_ref beside this checkout, else beside the local checkout this one
+    was cloned from (a throwaway `git clone . /tmp/x` has no ../shared of its own)."""
+    if "UNIFLOW_REF_DIR" in os.environ:
+        return pathlib.Path(os.environ["UNIFLOW_REF_DIR"])
+    beside = REPO.parent / "shared" / "upstream_ref"
+    origin = subprocess.run(
+        ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"], capture_output=True, text=True
+    ).stdout.strip()
+    if not beside.exists() and origin and pathlib.Path(origin).is_dir():
+        return pathlib.Path(origin).resolve().parent / "shared" / "upstream_ref"
+    return beside
+
+
+REF_DIR = _find_ref_dir()
 
 
 # The files that take longest (minutes each). pytest.ini runs the suite on worker processes (pytest-xdist,
